@@ -1,0 +1,42 @@
+//! The decider contract every event-sourced aggregate implements.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// An event of a domain aggregate: it names its type and schema version itself, so no
+/// string literal for either is scattered around the code base.
+pub trait DomainEvent: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
+    /// Stable type name, e.g. `SampleRegistered`.
+    fn event_type(&self) -> &'static str;
+    /// Version of this event type's payload schema.
+    fn schema_version(&self) -> u32;
+}
+
+/// An aggregate as a pure decider: `handle` decides which events a command produces given
+/// the current state, `apply` folds an event into the state. Neither performs I/O, so both
+/// are unit-tested without a database.
+pub trait Aggregate:
+    Default + Clone + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+    /// Aggregate type name stored beside every event, e.g. `Sample`.
+    const TYPE: &'static str;
+    /// Version of the serialized state; snapshots of another version are ignored.
+    const SNAPSHOT_VERSION: u32;
+
+    type Command: Send;
+    type Event: DomainEvent;
+    /// A business rejection: the command was understood and refused.
+    type Rejection: std::error::Error + Send + Sync + 'static;
+
+    fn handle(&self, command: Self::Command) -> Result<Vec<Self::Event>, Self::Rejection>;
+
+    fn apply(&mut self, event: &Self::Event);
+
+    /// Folds events into a state.
+    fn fold<'a>(mut self, events: impl IntoIterator<Item = &'a Self::Event>) -> Self {
+        for event in events {
+            self.apply(event);
+        }
+        self
+    }
+}

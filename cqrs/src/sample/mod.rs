@@ -1,0 +1,223 @@
+//! The Sample aggregate: a tube's lifecycle from registration through QC.
+//!
+//! `registered → received → validated (QC passed)`, or `rejected` (QC failed, with a
+//! reason) from registered or received. Rejected is final.
+
+mod values;
+
+pub use values::{
+    Barcode, Note, ParseError, PatientRef, SampleId, SampleType, TemperatureZone, VolumeUl,
+};
+
+use crate::{Aggregate, DomainEvent};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Everything known about a tube when it is registered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SampleDetails {
+    pub barcode: Barcode,
+    pub sample_type: SampleType,
+    pub volume: VolumeUl,
+    pub temperature_zone: TemperatureZone,
+    pub patient: Option<PatientRef>,
+    pub collected_at: Option<DateTime<Utc>>,
+    pub collected_by: Option<Note>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SampleCommand {
+    Register {
+        id: SampleId,
+        details: SampleDetails,
+    },
+    Receive {
+        notes: Option<Note>,
+    },
+    Validate {
+        notes: Option<Note>,
+    },
+    Reject {
+        reason: Note,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SampleEvent {
+    SampleRegistered {
+        id: SampleId,
+        details: SampleDetails,
+    },
+    SampleReceived {
+        notes: Option<Note>,
+    },
+    SampleValidated {
+        notes: Option<Note>,
+    },
+    SampleRejected {
+        reason: Note,
+    },
+}
+
+impl DomainEvent for SampleEvent {
+    fn event_type(&self) -> &'static str {
+        match self {
+            Self::SampleRegistered { .. } => "SampleRegistered",
+            Self::SampleReceived { .. } => "SampleReceived",
+            Self::SampleValidated { .. } => "SampleValidated",
+            Self::SampleRejected { .. } => "SampleRejected",
+        }
+    }
+
+    fn schema_version(&self) -> u32 {
+        1
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SampleStatus {
+    Registered,
+    Received,
+    Validated,
+    Rejected,
+}
+
+impl SampleStatus {
+    pub const ALL: &'static [Self] = &[
+        Self::Registered,
+        Self::Received,
+        Self::Validated,
+        Self::Rejected,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Registered => "registered",
+            Self::Received => "received",
+            Self::Validated => "validated",
+            Self::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|s| s.as_str().eq_ignore_ascii_case(raw.trim()))
+            .ok_or_else(|| ParseError {
+                message: format!(
+                    "unknown status '{raw}'; expected one of registered, received, validated, rejected"
+                ),
+            })
+    }
+}
+
+impl fmt::Display for SampleStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A command the sample's lifecycle does not allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SampleRejection {
+    #[error("sample {0} is already registered")]
+    AlreadyRegistered(SampleId),
+    #[error("no such sample: it has not been registered")]
+    NotRegistered,
+    #[error("sample is {0}; only a registered sample can be received")]
+    CannotReceive(SampleStatus),
+    #[error("sample is {0}; only a received sample can be validated")]
+    CannotValidate(SampleStatus),
+    #[error("sample is {0}; only a registered or received sample can be rejected")]
+    CannotReject(SampleStatus),
+}
+
+/// The Sample aggregate's state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sample {
+    pub registered: Option<RegisteredSample>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisteredSample {
+    pub id: SampleId,
+    pub details: SampleDetails,
+    pub status: SampleStatus,
+    pub rejection_reason: Option<Note>,
+}
+
+impl Sample {
+    pub fn status(&self) -> Option<SampleStatus> {
+        self.registered.as_ref().map(|s| s.status)
+    }
+
+    fn require_status(&self) -> Result<SampleStatus, SampleRejection> {
+        self.status().ok_or(SampleRejection::NotRegistered)
+    }
+}
+
+impl Aggregate for Sample {
+    const TYPE: &'static str = "Sample";
+    const SNAPSHOT_VERSION: u32 = 1;
+
+    type Command = SampleCommand;
+    type Event = SampleEvent;
+    type Rejection = SampleRejection;
+
+    fn handle(&self, command: SampleCommand) -> Result<Vec<SampleEvent>, SampleRejection> {
+        use SampleStatus::*;
+        match command {
+            SampleCommand::Register { id, details } => match &self.registered {
+                Some(existing) => Err(SampleRejection::AlreadyRegistered(existing.id)),
+                None => Ok(vec![SampleEvent::SampleRegistered { id, details }]),
+            },
+            SampleCommand::Receive { notes } => match self.require_status()? {
+                Registered => Ok(vec![SampleEvent::SampleReceived { notes }]),
+                other => Err(SampleRejection::CannotReceive(other)),
+            },
+            SampleCommand::Validate { notes } => match self.require_status()? {
+                Received => Ok(vec![SampleEvent::SampleValidated { notes }]),
+                other => Err(SampleRejection::CannotValidate(other)),
+            },
+            SampleCommand::Reject { reason } => match self.require_status()? {
+                Registered | Received => Ok(vec![SampleEvent::SampleRejected { reason }]),
+                other => Err(SampleRejection::CannotReject(other)),
+            },
+        }
+    }
+
+    fn apply(&mut self, event: &SampleEvent) {
+        match event {
+            SampleEvent::SampleRegistered { id, details } => {
+                self.registered = Some(RegisteredSample {
+                    id: *id,
+                    details: details.clone(),
+                    status: SampleStatus::Registered,
+                    rejection_reason: None,
+                });
+            }
+            SampleEvent::SampleReceived { .. } => self.set_status(SampleStatus::Received),
+            SampleEvent::SampleValidated { .. } => self.set_status(SampleStatus::Validated),
+            SampleEvent::SampleRejected { reason } => {
+                if let Some(sample) = &mut self.registered {
+                    sample.status = SampleStatus::Rejected;
+                    sample.rejection_reason = Some(reason.clone());
+                }
+            }
+        }
+    }
+}
+
+impl Sample {
+    fn set_status(&mut self, status: SampleStatus) {
+        if let Some(sample) = &mut self.registered {
+            sample.status = status;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

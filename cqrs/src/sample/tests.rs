@@ -1,0 +1,216 @@
+use super::*;
+use crate::testing::given;
+
+fn details() -> SampleDetails {
+    SampleDetails {
+        barcode: Barcode::parse("LAB-TEST-0001").expect("barcode"),
+        sample_type: SampleType::Plasma,
+        volume: VolumeUl::parse("250").expect("volume"),
+        temperature_zone: TemperatureZone::Minus80,
+        patient: Some(PatientRef::parse("MRN-123").expect("patient")),
+        collected_at: None,
+        collected_by: None,
+    }
+}
+
+fn id() -> SampleId {
+    SampleId::from_uuid(uuid::Uuid::from_u128(7))
+}
+
+fn registered() -> SampleEvent {
+    SampleEvent::SampleRegistered {
+        id: id(),
+        details: details(),
+    }
+}
+
+fn note(text: &str) -> Note {
+    Note::parse(text).expect("note")
+}
+
+#[test]
+fn register_a_new_sample() {
+    let state = given::<Sample>(vec![])
+        .when(SampleCommand::Register {
+            id: id(),
+            details: details(),
+        })
+        .then_expect(vec![registered()]);
+    assert_eq!(state.status(), Some(SampleStatus::Registered));
+}
+
+#[test]
+fn register_twice_is_rejected() {
+    given::<Sample>(vec![registered()])
+        .when(SampleCommand::Register {
+            id: id(),
+            details: details(),
+        })
+        .then_reject(SampleRejection::AlreadyRegistered(id()));
+}
+
+#[test]
+fn receive_a_registered_sample() {
+    let state = given::<Sample>(vec![registered()])
+        .when(SampleCommand::Receive {
+            notes: Some(note("cold chain intact")),
+        })
+        .then_expect(vec![SampleEvent::SampleReceived {
+            notes: Some(note("cold chain intact")),
+        }]);
+    assert_eq!(state.status(), Some(SampleStatus::Received));
+}
+
+#[test]
+fn receive_twice_is_rejected() {
+    given::<Sample>(vec![
+        registered(),
+        SampleEvent::SampleReceived { notes: None },
+    ])
+    .when(SampleCommand::Receive { notes: None })
+    .then_reject(SampleRejection::CannotReceive(SampleStatus::Received));
+}
+
+#[test]
+fn commands_on_an_unregistered_sample_are_rejected() {
+    given::<Sample>(vec![])
+        .when(SampleCommand::Receive { notes: None })
+        .then_reject(SampleRejection::NotRegistered);
+    given::<Sample>(vec![])
+        .when(SampleCommand::Validate { notes: None })
+        .then_reject(SampleRejection::NotRegistered);
+    given::<Sample>(vec![])
+        .when(SampleCommand::Reject { reason: note("x") })
+        .then_reject(SampleRejection::NotRegistered);
+}
+
+#[test]
+fn validate_a_received_sample() {
+    let state = given::<Sample>(vec![
+        registered(),
+        SampleEvent::SampleReceived { notes: None },
+    ])
+    .when(SampleCommand::Validate { notes: None })
+    .then_expect(vec![SampleEvent::SampleValidated { notes: None }]);
+    assert_eq!(state.status(), Some(SampleStatus::Validated));
+}
+
+#[test]
+fn validate_before_receipt_is_rejected() {
+    given::<Sample>(vec![registered()])
+        .when(SampleCommand::Validate { notes: None })
+        .then_reject(SampleRejection::CannotValidate(SampleStatus::Registered));
+}
+
+#[test]
+fn a_rejected_sample_cannot_be_validated() {
+    given::<Sample>(vec![
+        registered(),
+        SampleEvent::SampleReceived { notes: None },
+        SampleEvent::SampleRejected {
+            reason: note("haemolysed"),
+        },
+    ])
+    .when(SampleCommand::Validate { notes: None })
+    .then_reject(SampleRejection::CannotValidate(SampleStatus::Rejected));
+}
+
+#[test]
+fn reject_a_received_sample_with_its_reason() {
+    let state = given::<Sample>(vec![
+        registered(),
+        SampleEvent::SampleReceived { notes: None },
+    ])
+    .when(SampleCommand::Reject {
+        reason: note("haemolysed"),
+    })
+    .then_expect(vec![SampleEvent::SampleRejected {
+        reason: note("haemolysed"),
+    }]);
+    assert_eq!(state.status(), Some(SampleStatus::Rejected));
+    assert_eq!(
+        state.registered.and_then(|s| s.rejection_reason),
+        Some(note("haemolysed"))
+    );
+}
+
+#[test]
+fn reject_at_reception_is_allowed() {
+    given::<Sample>(vec![registered()])
+        .when(SampleCommand::Reject {
+            reason: note("tube cracked"),
+        })
+        .then_expect(vec![SampleEvent::SampleRejected {
+            reason: note("tube cracked"),
+        }]);
+}
+
+#[test]
+fn a_validated_sample_cannot_be_rejected() {
+    given::<Sample>(vec![
+        registered(),
+        SampleEvent::SampleReceived { notes: None },
+        SampleEvent::SampleValidated { notes: None },
+    ])
+    .when(SampleCommand::Reject {
+        reason: note("late"),
+    })
+    .then_reject(SampleRejection::CannotReject(SampleStatus::Validated));
+}
+
+#[test]
+fn a_rejected_sample_cannot_be_rejected_or_received_again() {
+    let history = vec![
+        registered(),
+        SampleEvent::SampleRejected { reason: note("x") },
+    ];
+    given::<Sample>(history.clone())
+        .when(SampleCommand::Reject { reason: note("y") })
+        .then_reject(SampleRejection::CannotReject(SampleStatus::Rejected));
+    given::<Sample>(history)
+        .when(SampleCommand::Receive { notes: None })
+        .then_reject(SampleRejection::CannotReceive(SampleStatus::Rejected));
+}
+
+#[test]
+fn events_name_their_type_and_round_trip_through_json() {
+    let events = vec![
+        registered(),
+        SampleEvent::SampleReceived { notes: None },
+        SampleEvent::SampleValidated {
+            notes: Some(note("RIN 9.1")),
+        },
+        SampleEvent::SampleRejected {
+            reason: note("clotted"),
+        },
+    ];
+    let types: Vec<_> = events.iter().map(DomainEvent::event_type).collect();
+    assert_eq!(
+        types,
+        [
+            "SampleRegistered",
+            "SampleReceived",
+            "SampleValidated",
+            "SampleRejected"
+        ]
+    );
+    for event in events {
+        let json = serde_json::to_value(&event).expect("serialise");
+        assert!(json.get(event.event_type()).is_some(), "{json}");
+        assert_eq!(
+            serde_json::from_value::<SampleEvent>(json).expect("deserialise"),
+            event
+        );
+    }
+}
+
+#[test]
+fn state_round_trips_as_a_snapshot() {
+    let state =
+        Sample::default().fold(&[registered(), SampleEvent::SampleReceived { notes: None }]);
+    let json = serde_json::to_value(&state).expect("serialise");
+    assert_eq!(
+        serde_json::from_value::<Sample>(json).expect("deserialise"),
+        state
+    );
+}
