@@ -32,6 +32,12 @@ pub trait Aggregate:
 
     fn apply(&mut self, event: &Self::Event);
 
+    /// Values an event claims that no other aggregate may hold, as `(scope, value)` pairs
+    /// (a sample's barcode, say). The store claims them atomically with the event.
+    fn unique_values(_event: &Self::Event) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+
     /// Folds events into a state.
     fn fold<'a>(mut self, events: impl IntoIterator<Item = &'a Self::Event>) -> Self {
         for event in events {

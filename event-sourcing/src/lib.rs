@@ -1,1 +1,23 @@
-//! placeholder
+//! PostgreSQL event store: appends with optimistic concurrency and group commit,
+//! idempotent commands, a transactional outbox, snapshots, and a gap-free way to follow
+//! the whole log in order.
+
+mod append;
+mod error;
+mod follow;
+mod metadata;
+mod projection;
+mod repository;
+mod store;
+pub mod testkit;
+
+pub use append::{AppendRequest, Appended, NewEvent, SnapshotWrite, UniqueClaim};
+pub use error::{CommandError, StoreError};
+pub use follow::{LogCursor, StoredEvent};
+pub use metadata::{CommandContext, EventMetadata};
+pub use projection::{Projection, ProjectionError, ProjectionHandle, ProjectionRunner};
+pub use repository::{CommandOutcome, ExpectedVersion};
+pub use store::{EventStore, Loaded, RecordedCommand, StoreConfig};
+
+/// The project's migrations (event store and read tables), applied at start-up.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");

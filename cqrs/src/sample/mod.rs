@@ -189,6 +189,15 @@ impl Aggregate for Sample {
         }
     }
 
+    fn unique_values(event: &SampleEvent) -> Vec<(&'static str, String)> {
+        match event {
+            SampleEvent::SampleRegistered { details, .. } => {
+                vec![("barcode", details.barcode.to_string())]
+            }
+            _ => Vec::new(),
+        }
+    }
+
     fn apply(&mut self, event: &SampleEvent) {
         match event {
             SampleEvent::SampleRegistered { id, details } => {

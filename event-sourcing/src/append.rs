@@ -1,0 +1,375 @@
+//! The append path: requests are grouped into one statement per batch (group commit).
+//!
+//! Every request keeps its own optimistic-concurrency check and its own outcome. A batch
+//! is a single autocommit statement whose first step compare-and-sets each aggregate's
+//! row in `streams` (insert for expected version 0, `version = expected` otherwise);
+//! only the aggregates that won get their events, outbox rows, command record, unique
+//! claims and snapshot written, all in the same statement and so the same commit.
+//! Losers get `Conflict` and nothing of theirs is written. Two requests for the same
+//! aggregate are never put in one batch. If the statement fails as a whole (a unique
+//! claim or command id taken, a deadlock), each request is retried alone so that one bad
+//! request cannot fail the others.
+
+use crate::error::StoreError;
+use crate::follow::LogCursor;
+use crate::metadata::EventMetadata;
+use sqlx::PgPool;
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use tokio::sync::{Mutex, mpsc, oneshot, watch};
+use uuid::Uuid;
+
+/// One event to append, already serialised.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event_id: Uuid,
+    pub event_type: &'static str,
+    pub schema_version: u32,
+    pub payload: String,
+    pub metadata: EventMetadata,
+}
+
+/// A value that must be unique across aggregates, claimed with the events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UniqueClaim {
+    pub scope: String,
+    pub value: String,
+}
+
+/// The aggregate's state after the appended events, stored as its latest snapshot.
+#[derive(Debug, Clone)]
+pub struct SnapshotWrite {
+    pub state_version: u32,
+    pub state: String,
+}
+
+/// Events for one aggregate, appended only if the aggregate is still at `expected_version`.
+#[derive(Debug, Clone)]
+pub struct AppendRequest {
+    pub aggregate_type: &'static str,
+    pub aggregate_id: Uuid,
+    pub expected_version: u64,
+    pub events: Vec<NewEvent>,
+    /// Recorded so that a repeat of the command is recognised.
+    pub command_id: Option<Uuid>,
+    pub unique_claims: Vec<UniqueClaim>,
+    pub snapshot: Option<SnapshotWrite>,
+}
+
+impl AppendRequest {
+    fn last_version(&self) -> u64 {
+        self.expected_version + self.events.len() as u64
+    }
+}
+
+/// Where the appended events landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    pub aggregate_id: Uuid,
+    pub first_version: u64,
+    pub last_version: u64,
+    /// Global positions, one per event, in order.
+    pub positions: Vec<i64>,
+    /// The log cursor of the last event: a follower past it has seen all of them.
+    pub cursor: LogCursor,
+}
+
+pub(crate) type AppendResult = Result<Appended, StoreError>;
+
+pub(crate) struct Pending {
+    pub request: AppendRequest,
+    pub reply: oneshot::Sender<AppendResult>,
+}
+
+/// Limits of one batch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchLimits {
+    pub max_requests: usize,
+    pub max_events: usize,
+}
+
+/// Spawns `writers` tasks that take requests from one queue and commit them in batches.
+pub(crate) fn spawn_writers(
+    pool: PgPool,
+    writers: usize,
+    limits: BatchLimits,
+    committed: watch::Sender<u64>,
+) -> mpsc::Sender<Pending> {
+    let (tx, rx) = mpsc::channel::<Pending>(limits.max_requests * writers.max(1) * 4);
+    let queue = Arc::new(Mutex::new(rx));
+    for _ in 0..writers.max(1) {
+        let queue = Arc::clone(&queue);
+        let pool = pool.clone();
+        let committed = committed.clone();
+        tokio::spawn(async move {
+            let mut carry = VecDeque::new();
+            while let Some(batch) = next_batch(&queue, &mut carry, limits).await {
+                let requests: Vec<&AppendRequest> = batch.iter().map(|p| &p.request).collect();
+                let results = commit_batch(&pool, &requests).await;
+                if results.iter().any(Result::is_ok) {
+                    committed.send_modify(|n| *n += 1);
+                }
+                for (pending, result) in batch.into_iter().zip(results) {
+                    // The caller may have gone away (request cancelled); the outcome stands.
+                    let _ = pending.reply.send(result);
+                }
+            }
+        });
+    }
+    tx
+}
+
+/// Waits for at least one request, then takes whatever else is queued, up to the limits.
+/// A request for an aggregate already in the batch waits for the next one.
+async fn next_batch(
+    queue: &Mutex<mpsc::Receiver<Pending>>,
+    carry: &mut VecDeque<Pending>,
+    limits: BatchLimits,
+) -> Option<Vec<Pending>> {
+    let mut batch: Vec<Pending> = Vec::new();
+    let mut ids = HashSet::new();
+    let mut events = 0;
+    let mut deferred = VecDeque::new();
+    let mut admit = |p: Pending, batch: &mut Vec<Pending>, deferred: &mut VecDeque<Pending>| {
+        if ids.contains(&p.request.aggregate_id)
+            || (!batch.is_empty() && events + p.request.events.len() > limits.max_events)
+        {
+            deferred.push_back(p);
+        } else {
+            ids.insert(p.request.aggregate_id);
+            events += p.request.events.len();
+            batch.push(p);
+        }
+    };
+    while let Some(p) = carry.pop_front() {
+        admit(p, &mut batch, &mut deferred);
+    }
+    // With work carried over, never wait for the queue: another writer may be holding it
+    // while it waits for new requests, which may never come while ours go unanswered.
+    let rx = if batch.is_empty() {
+        Some(queue.lock().await)
+    } else {
+        queue.try_lock().ok()
+    };
+    if let Some(mut rx) = rx {
+        if batch.is_empty() {
+            let first = rx.recv().await?;
+            admit(first, &mut batch, &mut deferred);
+        }
+        while batch.len() < limits.max_requests {
+            match rx.try_recv() {
+                Ok(p) => admit(p, &mut batch, &mut deferred),
+                Err(_) => break,
+            }
+        }
+    }
+    *carry = deferred;
+    Some(batch)
+}
+
+/// Commits a batch; the result for each request is in request order.
+pub(crate) async fn commit_batch(pool: &PgPool, requests: &[&AppendRequest]) -> Vec<AppendResult> {
+    match run_statement(pool, requests).await {
+        Ok(results) => results,
+        Err(error) if requests.len() == 1 => vec![Err(classify(error, requests[0]))],
+        Err(error) => {
+            tracing::debug!(%error, size = requests.len(), "batch failed as a whole; retrying its requests one by one");
+            let mut results = Vec::with_capacity(requests.len());
+            for request in requests {
+                let result = match run_statement(pool, std::slice::from_ref(request)).await {
+                    Ok(mut one) => one.pop().unwrap_or(Err(StoreError::Closed)),
+                    Err(error) => Err(classify(error, request)),
+                };
+                results.push(result);
+            }
+            results
+        }
+    }
+}
+
+fn classify(error: sqlx::Error, request: &AppendRequest) -> StoreError {
+    if let Some(db) = error.as_database_error() {
+        match db.constraint() {
+            Some("commands_pkey") => {
+                if let Some(id) = request.command_id {
+                    return StoreError::DuplicateCommand(id);
+                }
+            }
+            Some("unique_claims_pkey") => {
+                let detail = db.message().to_owned();
+                let taken = request
+                    .unique_claims
+                    .iter()
+                    .find(|c| detail.contains(&c.value))
+                    .or(request.unique_claims.first());
+                if let Some(claim) = taken {
+                    return StoreError::UniqueViolation {
+                        scope: claim.scope.clone(),
+                        value: claim.value.clone(),
+                    };
+                }
+            }
+            Some("streams_pkey") | Some("events_aggregate_id_version_key") => {
+                return StoreError::Conflict {
+                    aggregate_id: request.aggregate_id,
+                    expected: request.expected_version,
+                };
+            }
+            _ => {}
+        }
+    }
+    StoreError::Database(error)
+}
+
+const APPEND_SQL: &str = include_str!("sql/append_batch.sql");
+
+/// Columns of the batch statement, one array per column.
+#[derive(Default)]
+struct Columns {
+    stream_ids: Vec<Uuid>,
+    stream_types: Vec<&'static str>,
+    stream_expected: Vec<i64>,
+    stream_new: Vec<i64>,
+    event_types_agg: Vec<&'static str>,
+    event_aggregate_ids: Vec<Uuid>,
+    event_versions: Vec<i64>,
+    event_ids: Vec<Uuid>,
+    event_types: Vec<&'static str>,
+    event_schema_versions: Vec<i32>,
+    event_payloads: Vec<String>,
+    event_metadata: Vec<String>,
+    command_ids: Vec<Uuid>,
+    command_types: Vec<&'static str>,
+    command_aggregate_ids: Vec<Uuid>,
+    command_first: Vec<i64>,
+    command_last: Vec<i64>,
+    claim_scopes: Vec<String>,
+    claim_values: Vec<String>,
+    claim_aggregate_ids: Vec<Uuid>,
+    snapshot_ids: Vec<Uuid>,
+    snapshot_types: Vec<&'static str>,
+    snapshot_versions: Vec<i64>,
+    snapshot_state_versions: Vec<i32>,
+    snapshot_states: Vec<String>,
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl Columns {
+    fn build(requests: &[&AppendRequest]) -> Result<Self, serde_json::Error> {
+        let mut c = Self::default();
+        for r in requests {
+            c.stream_ids.push(r.aggregate_id);
+            c.stream_types.push(r.aggregate_type);
+            c.stream_expected.push(to_i64(r.expected_version));
+            c.stream_new.push(to_i64(r.last_version()));
+            for (i, e) in r.events.iter().enumerate() {
+                c.event_types_agg.push(r.aggregate_type);
+                c.event_aggregate_ids.push(r.aggregate_id);
+                c.event_versions
+                    .push(to_i64(r.expected_version + 1 + i as u64));
+                c.event_ids.push(e.event_id);
+                c.event_types.push(e.event_type);
+                c.event_schema_versions
+                    .push(i32::try_from(e.schema_version).unwrap_or(i32::MAX));
+                c.event_payloads.push(e.payload.clone());
+                c.event_metadata.push(serde_json::to_string(&e.metadata)?);
+            }
+            if let Some(id) = r.command_id {
+                c.command_ids.push(id);
+                c.command_types.push(r.aggregate_type);
+                c.command_aggregate_ids.push(r.aggregate_id);
+                c.command_first.push(to_i64(r.expected_version + 1));
+                c.command_last.push(to_i64(r.last_version()));
+            }
+            for claim in &r.unique_claims {
+                c.claim_scopes.push(claim.scope.clone());
+                c.claim_values.push(claim.value.clone());
+                c.claim_aggregate_ids.push(r.aggregate_id);
+            }
+            if let Some(s) = &r.snapshot {
+                c.snapshot_ids.push(r.aggregate_id);
+                c.snapshot_types.push(r.aggregate_type);
+                c.snapshot_versions.push(to_i64(r.last_version()));
+                c.snapshot_state_versions
+                    .push(i32::try_from(s.state_version).unwrap_or(i32::MAX));
+                c.snapshot_states.push(s.state.clone());
+            }
+        }
+        Ok(c)
+    }
+}
+
+/// Runs the batch statement: `Err` only when the statement failed as a whole.
+async fn run_statement(
+    pool: &PgPool,
+    requests: &[&AppendRequest],
+) -> Result<Vec<AppendResult>, sqlx::Error> {
+    let c = Columns::build(requests).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let rows: Vec<(Uuid, i64, i64)> = sqlx::query_as(APPEND_SQL)
+        .bind(&c.stream_ids)
+        .bind(&c.stream_types)
+        .bind(&c.stream_expected)
+        .bind(&c.stream_new)
+        .bind(&c.event_types_agg)
+        .bind(&c.event_aggregate_ids)
+        .bind(&c.event_versions)
+        .bind(&c.event_ids)
+        .bind(&c.event_types)
+        .bind(&c.event_schema_versions)
+        .bind(&c.event_payloads)
+        .bind(&c.event_metadata)
+        .bind(&c.command_ids)
+        .bind(&c.command_types)
+        .bind(&c.command_aggregate_ids)
+        .bind(&c.command_first)
+        .bind(&c.command_last)
+        .bind(&c.claim_scopes)
+        .bind(&c.claim_values)
+        .bind(&c.claim_aggregate_ids)
+        .bind(&c.snapshot_ids)
+        .bind(&c.snapshot_types)
+        .bind(&c.snapshot_versions)
+        .bind(&c.snapshot_state_versions)
+        .bind(&c.snapshot_states)
+        .fetch_all(pool)
+        .await?;
+
+    Ok(requests
+        .iter()
+        .map(|r| {
+            let mut positions = Vec::with_capacity(r.events.len());
+            let mut cursor = None;
+            for (aggregate_id, position, transaction_id) in &rows {
+                if *aggregate_id == r.aggregate_id {
+                    positions.push(*position);
+                    cursor = Some(LogCursor {
+                        transaction_id: *transaction_id,
+                        position: *position,
+                    });
+                }
+            }
+            match cursor {
+                Some(cursor) => {
+                    positions.sort_unstable();
+                    Ok(Appended {
+                        aggregate_id: r.aggregate_id,
+                        first_version: r.expected_version + 1,
+                        last_version: r.last_version(),
+                        cursor: LogCursor {
+                            position: positions.last().copied().unwrap_or(cursor.position),
+                            ..cursor
+                        },
+                        positions,
+                    })
+                }
+                None => Err(StoreError::Conflict {
+                    aggregate_id: r.aggregate_id,
+                    expected: r.expected_version,
+                }),
+            }
+        })
+        .collect())
+}

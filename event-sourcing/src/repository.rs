@@ -1,0 +1,200 @@
+//! Running a command: load the aggregate, decide, append; idempotent by command id.
+
+use crate::append::{AppendRequest, NewEvent, SnapshotWrite, UniqueClaim};
+use crate::error::{CommandError, StoreError};
+use crate::follow::LogCursor;
+use crate::metadata::CommandContext;
+use crate::store::EventStore;
+use cqrs::{Aggregate, DomainEvent};
+use uuid::Uuid;
+
+/// What the caller believes the aggregate's version to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// Whatever it is now: on a concurrent change the command is decided again on the
+    /// newer state (the business rules are checked again, so nothing invalid slips in).
+    Any,
+    /// Exactly this version (e.g. the version the user saw); otherwise `Conflict`.
+    Exactly(u64),
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandOutcome {
+    pub aggregate_id: Uuid,
+    pub command_id: Uuid,
+    /// The aggregate's version before and after the command's events.
+    pub first_version: u64,
+    pub last_version: u64,
+    /// Where the last event is in the log (absent for a repeated command).
+    pub cursor: Option<LogCursor>,
+    /// True when this was a repeat of a command that had already succeeded.
+    pub duplicate: bool,
+}
+
+const MAX_ATTEMPTS: usize = 5;
+
+impl EventStore {
+    /// Executes `command` against aggregate `aggregate_id`.
+    ///
+    /// A repeat of a command id that already succeeded returns the first outcome and
+    /// appends nothing. The check is made only when the command would otherwise fail
+    /// (rejected, conflicting, or its id already recorded), so the common path costs no
+    /// extra query: a repeat necessarily ends in one of those three.
+    #[tracing::instrument(name = "command", skip_all, fields(
+        aggregate_type = A::TYPE,
+        aggregate_id = %aggregate_id,
+        command_id = %context.command_id,
+        user = %context.user,
+    ))]
+    pub async fn execute<A: Aggregate>(
+        &self,
+        aggregate_id: Uuid,
+        command: A::Command,
+        context: &CommandContext,
+        expected: ExpectedVersion,
+    ) -> Result<CommandOutcome, CommandError<A::Rejection>>
+    where
+        A::Command: Clone,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let loaded = self.load::<A>(aggregate_id).await?;
+            if let ExpectedVersion::Exactly(v) = expected
+                && v != loaded.version
+            {
+                return self
+                    .repeated_or(
+                        context,
+                        StoreError::Conflict {
+                            aggregate_id,
+                            expected: v,
+                        },
+                    )
+                    .await;
+            }
+            let events = match loaded.state.handle(command.clone()) {
+                Ok(events) => events,
+                Err(rejection) => {
+                    return match self.command_outcome(context.command_id).await? {
+                        Some(first) => Ok(repeat(first)),
+                        None => Err(CommandError::Rejected(rejection)),
+                    };
+                }
+            };
+            if events.is_empty() {
+                return Ok(CommandOutcome {
+                    aggregate_id,
+                    command_id: context.command_id,
+                    first_version: loaded.version,
+                    last_version: loaded.version,
+                    cursor: None,
+                    duplicate: false,
+                });
+            }
+            let request =
+                self.request::<A>(aggregate_id, loaded.version, loaded.state, &events, context)?;
+            match self.append(request).await {
+                Ok(appended) => {
+                    return Ok(CommandOutcome {
+                        aggregate_id,
+                        command_id: context.command_id,
+                        first_version: appended.first_version,
+                        last_version: appended.last_version,
+                        cursor: Some(appended.cursor),
+                        duplicate: false,
+                    });
+                }
+                Err(StoreError::Conflict { .. })
+                    if expected == ExpectedVersion::Any && attempt < MAX_ATTEMPTS =>
+                {
+                    if let Some(first) = self.command_outcome(context.command_id).await? {
+                        return Ok(repeat(first));
+                    }
+                    tracing::debug!(
+                        attempt,
+                        "concurrent change; deciding again on the newer state"
+                    );
+                }
+                Err(error @ (StoreError::Conflict { .. } | StoreError::DuplicateCommand(_))) => {
+                    return self.repeated_or(context, error).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    async fn repeated_or<R>(
+        &self,
+        context: &CommandContext,
+        error: StoreError,
+    ) -> Result<CommandOutcome, CommandError<R>> {
+        match self.command_outcome(context.command_id).await? {
+            Some(first) => Ok(repeat(first)),
+            None => Err(error.into()),
+        }
+    }
+
+    fn request<A: Aggregate>(
+        &self,
+        aggregate_id: Uuid,
+        version: u64,
+        state: A,
+        events: &[A::Event],
+        context: &CommandContext,
+    ) -> Result<AppendRequest, StoreError> {
+        let metadata = context.event_metadata();
+        let new_events = events
+            .iter()
+            .map(|event| {
+                Ok(NewEvent {
+                    event_id: Uuid::now_v7(),
+                    event_type: event.event_type(),
+                    schema_version: event.schema_version(),
+                    payload: serde_json::to_string(event)?,
+                    metadata: metadata.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, serde_json::Error>>()?;
+        let unique_claims = events
+            .iter()
+            .flat_map(A::unique_values)
+            .map(|(scope, value)| UniqueClaim {
+                scope: scope.to_owned(),
+                value,
+            })
+            .collect();
+        let last_version = version + events.len() as u64;
+        let every = self.config().snapshot_every;
+        let snapshot = if every > 0 && last_version / every > version / every {
+            let state = state.fold(events.iter());
+            Some(SnapshotWrite {
+                state_version: A::SNAPSHOT_VERSION,
+                state: serde_json::to_string(&state)?,
+            })
+        } else {
+            None
+        };
+        Ok(AppendRequest {
+            aggregate_type: A::TYPE,
+            aggregate_id,
+            expected_version: version,
+            events: new_events,
+            command_id: Some(context.command_id),
+            unique_claims,
+            snapshot,
+        })
+    }
+}
+
+fn repeat(first: crate::store::RecordedCommand) -> CommandOutcome {
+    CommandOutcome {
+        aggregate_id: first.aggregate_id,
+        command_id: first.command_id,
+        first_version: first.first_version,
+        last_version: first.last_version,
+        cursor: None,
+        duplicate: true,
+    }
+}

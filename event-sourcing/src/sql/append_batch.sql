@@ -1,0 +1,60 @@
+-- Appends a batch of requests in one statement (and so one commit).
+-- $1..$4: one row per request (aggregate id, type, expected version, new version).
+-- Only aggregates whose stream row is compare-and-set here ("won") get anything written.
+WITH req AS (
+    SELECT *
+    FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[])
+        AS r(aggregate_id, aggregate_type, expected, new_version)
+), created AS (
+    INSERT INTO streams (aggregate_id, aggregate_type, version)
+    SELECT aggregate_id, aggregate_type, new_version FROM req WHERE expected = 0
+    ON CONFLICT (aggregate_id) DO NOTHING
+    RETURNING aggregate_id
+), advanced AS (
+    UPDATE streams s
+    SET version = r.new_version, updated_at = now()
+    FROM req r
+    WHERE s.aggregate_id = r.aggregate_id AND r.expected > 0 AND s.version = r.expected
+    RETURNING s.aggregate_id
+), won AS (
+    SELECT aggregate_id FROM created
+    UNION ALL
+    SELECT aggregate_id FROM advanced
+), appended AS (
+    INSERT INTO events (aggregate_type, aggregate_id, version, event_id, event_type,
+                        schema_version, payload, metadata)
+    SELECT e.aggregate_type, e.aggregate_id, e.version, e.event_id, e.event_type,
+           e.schema_version, e.payload::jsonb, e.metadata::jsonb
+    FROM unnest($5::text[], $6::uuid[], $7::bigint[], $8::uuid[], $9::text[], $10::int[],
+                $11::text[], $12::text[])
+        WITH ORDINALITY AS e(aggregate_type, aggregate_id, version, event_id, event_type,
+                             schema_version, payload, metadata, ord)
+    WHERE e.aggregate_id IN (SELECT aggregate_id FROM won)
+    ORDER BY e.ord
+    RETURNING position, transaction_id, aggregate_type, aggregate_id, event_id
+), outboxed AS (
+    INSERT INTO outbox (position, event_id, aggregate_type, aggregate_id)
+    SELECT position, event_id, aggregate_type, aggregate_id FROM appended
+), commanded AS (
+    INSERT INTO commands (command_id, aggregate_type, aggregate_id, first_version, last_version)
+    SELECT c.command_id, c.aggregate_type, c.aggregate_id, c.first_version, c.last_version
+    FROM unnest($13::uuid[], $14::text[], $15::uuid[], $16::bigint[], $17::bigint[])
+        AS c(command_id, aggregate_type, aggregate_id, first_version, last_version)
+    WHERE c.aggregate_id IN (SELECT aggregate_id FROM won)
+), claimed AS (
+    INSERT INTO unique_claims (scope, value, aggregate_id)
+    SELECT u.scope, u.value, u.aggregate_id
+    FROM unnest($18::text[], $19::text[], $20::uuid[]) AS u(scope, value, aggregate_id)
+    WHERE u.aggregate_id IN (SELECT aggregate_id FROM won)
+), snapshotted AS (
+    INSERT INTO snapshots (aggregate_id, aggregate_type, version, state_version, state)
+    SELECT s.aggregate_id, s.aggregate_type, s.version, s.state_version, s.state::jsonb
+    FROM unnest($21::uuid[], $22::text[], $23::bigint[], $24::int[], $25::text[])
+        AS s(aggregate_id, aggregate_type, version, state_version, state)
+    WHERE s.aggregate_id IN (SELECT aggregate_id FROM won)
+    ON CONFLICT (aggregate_id) DO UPDATE
+        SET version = EXCLUDED.version, state_version = EXCLUDED.state_version,
+            state = EXCLUDED.state, taken_at = now()
+        WHERE snapshots.version < EXCLUDED.version
+)
+SELECT aggregate_id, position, transaction_id FROM appended

@@ -1,0 +1,223 @@
+//! The PostgreSQL event store.
+
+use crate::append::{self, AppendRequest, Appended, BatchLimits, Pending};
+use crate::error::StoreError;
+use crate::follow::{self, EVENT_COLUMNS, LogCursor, StoredEvent};
+use cqrs::Aggregate;
+use futures::{Stream, StreamExt, TryStreamExt};
+use serde::de::DeserializeOwned;
+use sqlx::types::Json;
+use sqlx::{PgPool, Row};
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+/// How the store behaves; the defaults suit a lab's load on a small server.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Take a snapshot whenever an aggregate's version crosses a multiple of this (0: never).
+    pub snapshot_every: u64,
+    /// Concurrent batch writers (each commits one batch at a time).
+    pub writers: usize,
+    /// Most requests grouped into one commit.
+    pub max_batch_requests: usize,
+    /// Most events grouped into one commit.
+    pub max_batch_events: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            snapshot_every: 50,
+            writers: 2,
+            max_batch_requests: 64,
+            max_batch_events: 1024,
+        }
+    }
+}
+
+/// Handle to the event store; cheap to clone.
+#[derive(Clone)]
+pub struct EventStore {
+    pool: PgPool,
+    config: StoreConfig,
+    queue: mpsc::Sender<Pending>,
+    committed: watch::Receiver<u64>,
+}
+
+/// An aggregate rebuilt from its snapshot and later events.
+#[derive(Debug, Clone)]
+pub struct Loaded<A> {
+    pub state: A,
+    pub version: u64,
+}
+
+impl EventStore {
+    /// Starts the store's writers on `pool`. Must be called inside a Tokio runtime.
+    pub fn new(pool: PgPool, config: StoreConfig) -> Self {
+        let (committed_tx, committed) = watch::channel(0);
+        let queue = append::spawn_writers(
+            pool.clone(),
+            config.writers,
+            BatchLimits {
+                max_requests: config.max_batch_requests.max(1),
+                max_events: config.max_batch_events.max(1),
+            },
+            committed_tx,
+        );
+        Self {
+            pool,
+            config,
+            queue,
+            committed,
+        }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// Changes every time this process commits events; followers wait on it.
+    pub fn commits(&self) -> watch::Receiver<u64> {
+        self.committed.clone()
+    }
+
+    /// Appends events to one aggregate if it is still at `expected_version`; concurrent
+    /// appends to other aggregates may share the commit.
+    #[tracing::instrument(name = "event_store.append", skip_all, fields(
+        aggregate_type = request.aggregate_type,
+        aggregate_id = %request.aggregate_id,
+        expected_version = request.expected_version,
+        events = request.events.len(),
+    ))]
+    pub async fn append(&self, request: AppendRequest) -> Result<Appended, StoreError> {
+        let (reply, outcome) = oneshot::channel();
+        self.queue
+            .send(Pending { request, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        outcome.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Appends many requests in one commit, bypassing the queue (bulk import, seeding).
+    pub async fn append_all(
+        &self,
+        requests: &[AppendRequest],
+    ) -> Vec<Result<Appended, StoreError>> {
+        let refs: Vec<&AppendRequest> = requests.iter().collect();
+        append::commit_batch(&self.pool, &refs).await
+    }
+
+    /// Loads an aggregate: its latest snapshot (if any is usable) plus the events after it.
+    #[tracing::instrument(name = "event_store.load", skip(self), fields(aggregate_type = A::TYPE))]
+    pub async fn load<A: Aggregate>(&self, aggregate_id: Uuid) -> Result<Loaded<A>, StoreError> {
+        let rows = sqlx::query(include_str!("sql/load_aggregate.sql"))
+            .bind(aggregate_id)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut state = A::default();
+        let mut version = 0u64;
+        let mut rows = rows.iter().peekable();
+        if let Some(first) = rows.peek()
+            && first.try_get::<bool, _>("is_snapshot")?
+        {
+            let row = rows.next().ok_or(StoreError::Closed)?;
+            let state_version: i32 = row.try_get("schema_version")?;
+            let usable = u32::try_from(state_version) == Ok(A::SNAPSHOT_VERSION);
+            let decoded = row.try_get::<Json<A>, _>("payload").ok().filter(|_| usable);
+            match decoded {
+                Some(Json(snapshot)) => {
+                    state = snapshot;
+                    version = u64::try_from(row.try_get::<i64, _>("version")?).unwrap_or(0);
+                }
+                // A snapshot of an older state shape: rebuild from all events instead.
+                None => return self.load_from_events(aggregate_id).await,
+            }
+        }
+        for row in rows {
+            let Json(event): Json<A::Event> = row.try_get("payload")?;
+            state.apply(&event);
+            version = u64::try_from(row.try_get::<i64, _>("version")?).unwrap_or(version);
+        }
+        Ok(Loaded { state, version })
+    }
+
+    async fn load_from_events<A: Aggregate>(
+        &self,
+        aggregate_id: Uuid,
+    ) -> Result<Loaded<A>, StoreError> {
+        let events = self.read_stream::<A::Event>(aggregate_id).await?;
+        let version = events.last().map_or(0, |e| e.version);
+        let state = A::default().fold(events.iter().map(|e| &e.payload));
+        Ok(Loaded { state, version })
+    }
+
+    /// All events of one aggregate, in version order, with their metadata.
+    pub async fn read_stream<P: DeserializeOwned>(
+        &self,
+        aggregate_id: Uuid,
+    ) -> Result<Vec<StoredEvent<P>>, StoreError> {
+        let sql =
+            format!("SELECT {EVENT_COLUMNS} FROM events WHERE aggregate_id = $1 ORDER BY version");
+        let rows = sqlx::query(&sql)
+            .bind(aggregate_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(follow::decode_row).collect()
+    }
+
+    /// Reads up to `limit` events after `cursor` in log order; see [`crate::follow`] for
+    /// why this never skips an event.
+    pub async fn read_after<P: DeserializeOwned>(
+        &self,
+        cursor: LogCursor,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent<P>>, StoreError> {
+        follow::read_after(&self.pool, cursor, limit).await
+    }
+
+    /// Streams every event in position order (for replay); one query, rows arrive as the
+    /// server sends them.
+    pub fn stream_all<P: DeserializeOwned + Send + Unpin + 'static>(
+        &self,
+    ) -> impl Stream<Item = Result<StoredEvent<P>, StoreError>> + '_ {
+        sqlx::query(concat!(
+            "SELECT position, transaction_id, aggregate_type, aggregate_id, version, event_id, ",
+            "event_type, schema_version, payload, metadata, recorded_at FROM events ORDER BY position"
+        ))
+        .fetch(&self.pool)
+        .map_err(StoreError::from)
+        .map(|row| row.and_then(|row| follow::decode_row(&row)))
+    }
+
+    /// The recorded outcome of a command that succeeded before, if any.
+    pub async fn command_outcome(
+        &self,
+        command_id: Uuid,
+    ) -> Result<Option<RecordedCommand>, StoreError> {
+        let row: Option<(Uuid, i64, i64)> = sqlx::query_as(
+            "SELECT aggregate_id, first_version, last_version FROM commands WHERE command_id = $1",
+        )
+        .bind(command_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(aggregate_id, first, last)| RecordedCommand {
+            command_id,
+            aggregate_id,
+            first_version: u64::try_from(first).unwrap_or(0),
+            last_version: u64::try_from(last).unwrap_or(0),
+        }))
+    }
+}
+
+/// What a successful command appended, as recorded for idempotency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedCommand {
+    pub command_id: Uuid,
+    pub aggregate_id: Uuid,
+    pub first_version: u64,
+    pub last_version: u64,
+}
