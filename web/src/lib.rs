@@ -1,1 +1,13 @@
-//! placeholder
+//! TracSeq's web edge: the server-rendered UI, the JSON API, health checks, configuration
+//! and telemetry. `main.rs` only parses the command line and calls into here.
+
+pub mod config;
+pub mod error;
+pub mod read_model;
+pub mod routes;
+pub mod samples;
+pub mod startup;
+pub mod telemetry;
+
+pub use config::Settings;
+pub use startup::Application;

@@ -1,0 +1,169 @@
+//! Configuration from environment variables, with defaults for a local run.
+
+use sqlx::postgres::PgConnectOptions;
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Readable lines for a terminal.
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// A connection string whose password never appears in logs or `Debug` output.
+#[derive(Clone)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match PgConnectOptions::from_str(&self.0) {
+            Ok(o) => write!(
+                f,
+                "postgres://{}@{}:{}/{}",
+                o.get_username(),
+                o.get_host(),
+                o.get_port(),
+                o.get_database().unwrap_or("")
+            ),
+            Err(_) => f.write_str("<unparseable database url>"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `DATABASE_URL`
+    pub database_url: DatabaseUrl,
+    /// `TRACSEQ_DB_MAX_CONNECTIONS`
+    pub database_max_connections: u32,
+    /// `TRACSEQ_LISTEN` (use port 0 for any free port)
+    pub listen: SocketAddr,
+    /// `TRACSEQ_LOG_FORMAT`: `human` or `json`
+    pub log_format: LogFormat,
+    /// `TRACSEQ_SNAPSHOT_EVERY`: events between snapshots of an aggregate (0 = never)
+    pub snapshot_every: u64,
+    /// `TRACSEQ_READ_YOUR_WRITES_MS`: how long a command waits for the read side to catch up
+    pub read_your_writes_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {name}={value:?} is invalid: {reason}")]
+pub struct ConfigError {
+    name: &'static str,
+    value: String,
+    reason: String,
+}
+
+impl Settings {
+    pub const DEFAULT_DATABASE_URL: &'static str = "postgres://postgres@127.0.0.1:5432/tracseq";
+
+    /// Reads the environment; anything unset takes its local default.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        fn parse<T: FromStr>(
+            lookup: &impl Fn(&str) -> Option<String>,
+            name: &'static str,
+            default: T,
+        ) -> Result<T, ConfigError>
+        where
+            T::Err: fmt::Display,
+        {
+            match lookup(name) {
+                None => Ok(default),
+                Some(value) => value.trim().parse().map_err(|e: T::Err| ConfigError {
+                    name,
+                    reason: e.to_string(),
+                    value,
+                }),
+            }
+        }
+        let database_url =
+            lookup("DATABASE_URL").unwrap_or_else(|| Self::DEFAULT_DATABASE_URL.to_owned());
+        PgConnectOptions::from_str(&database_url).map_err(|e| ConfigError {
+            name: "DATABASE_URL",
+            value: "<hidden>".into(),
+            reason: e.to_string(),
+        })?;
+        let log_format = match lookup("TRACSEQ_LOG_FORMAT").as_deref().map(str::trim) {
+            None | Some("") | Some("human") => LogFormat::Human,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError {
+                    name: "TRACSEQ_LOG_FORMAT",
+                    value: other.to_owned(),
+                    reason: "expected 'human' or 'json'".into(),
+                });
+            }
+        };
+        Ok(Self {
+            database_url: DatabaseUrl(database_url),
+            database_max_connections: parse(&lookup, "TRACSEQ_DB_MAX_CONNECTIONS", 20)?,
+            listen: parse(
+                &lookup,
+                "TRACSEQ_LISTEN",
+                SocketAddr::from(([127, 0, 0, 1], 8080)),
+            )?,
+            log_format,
+            snapshot_every: parse(&lookup, "TRACSEQ_SNAPSHOT_EVERY", 50)?,
+            read_your_writes_ms: parse(&lookup, "TRACSEQ_READ_YOUR_WRITES_MS", 2000)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Settings::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_suit_a_local_run() {
+        let s = settings(&[]).expect("defaults");
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.log_format, LogFormat::Human);
+        assert_eq!(s.database_url.expose(), Settings::DEFAULT_DATABASE_URL);
+    }
+
+    #[test]
+    fn environment_overrides_and_bad_values_are_named() {
+        let s = settings(&[
+            ("TRACSEQ_LISTEN", "0.0.0.0:9000"),
+            ("TRACSEQ_LOG_FORMAT", "json"),
+        ])
+        .expect("valid");
+        assert_eq!(s.listen.port(), 9000);
+        assert_eq!(s.log_format, LogFormat::Json);
+        let err = settings(&[("TRACSEQ_LISTEN", "nowhere")]).expect_err("invalid");
+        assert!(err.to_string().contains("TRACSEQ_LISTEN"), "{err}");
+    }
+
+    #[test]
+    fn the_password_is_never_printed() {
+        let s =
+            settings(&[("DATABASE_URL", "postgres://lab:s3cret@db:5432/tracseq")]).expect("valid");
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("postgres://lab@db:5432/tracseq"), "{shown}");
+    }
+}

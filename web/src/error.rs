@@ -1,0 +1,150 @@
+//! The one error type at the HTTP edge and how users see it.
+//!
+//! Input the user can fix is a 400 naming the field; a command the lifecycle forbids or
+//! that lost a race is a 409; a missing thing is a 404. Infrastructure failures are
+//! logged with their cause and shown as an opaque 503/500.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use cqrs::sample::SampleRejection;
+use event_sourcing::{CommandError, StoreError};
+use serde::Serialize;
+
+/// A field and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Malformed or invalid input.
+    #[error("{}", describe(.0))]
+    Invalid(Vec<FieldError>),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// The command is not allowed in the aggregate's current state.
+    #[error("{0}")]
+    Rejected(String),
+    /// Someone else changed it first, or a unique value is taken.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("service unavailable: {0}")]
+    Unavailable(#[source] StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn describe(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("{}: {}", e.field, e.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl AppError {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid(vec![FieldError {
+            field,
+            message: message.into(),
+        }])
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Invalid(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Rejected(_) | Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// What the user is told: the message itself, except for server faults.
+    pub fn public_message(&self) -> String {
+        match self {
+            Self::Unavailable(_) => {
+                "The sample database is not reachable right now; nothing was changed. Try again shortly.".into()
+            }
+            Self::Internal(_) => "Something went wrong on our side; nothing was changed.".into(),
+            other => other.to_string(),
+        }
+    }
+
+    pub fn field_errors(&self) -> &[FieldError] {
+        match self {
+            Self::Invalid(errors) => errors,
+            _ => &[],
+        }
+    }
+
+    /// Logs server-side faults with their chain; user errors are only traced.
+    pub fn log(&self) {
+        match self {
+            Self::Unavailable(_) | Self::Internal(_) => {
+                tracing::error!(error = %self, source = ?std::error::Error::source(self), "request failed");
+            }
+            other => tracing::debug!(error = %other, "request refused"),
+        }
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Conflict { .. } => Self::Conflict(error.to_string()),
+            StoreError::UniqueViolation { scope, value } => Self::Conflict(format!(
+                "{scope} {value} is already registered to another sample"
+            )),
+            StoreError::DuplicateCommand(id) => Self::Conflict(format!(
+                "command {id} was already used for a different request"
+            )),
+            StoreError::Codec(e) => {
+                Self::Internal(format!("stored data could not be decoded: {e}"))
+            }
+            other => Self::Unavailable(other),
+        }
+    }
+}
+
+impl From<CommandError<SampleRejection>> for AppError {
+    fn from(error: CommandError<SampleRejection>) -> Self {
+        match error {
+            CommandError::Rejected(SampleRejection::NotRegistered) => {
+                Self::NotFound("no such sample".into())
+            }
+            CommandError::Rejected(rejection) => Self::Rejected(rejection.to_string()),
+            CommandError::Store(store) => store.into(),
+        }
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(error: sqlx::Error) -> Self {
+        StoreError::Database(error).into()
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: String,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    fields: &'a [FieldError],
+}
+
+/// JSON rendering, for the API.
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        self.log();
+        let body = ErrorBody {
+            error: self.public_message(),
+            fields: self.field_errors(),
+        };
+        (self.status(), Json(body)).into_response()
+    }
+}

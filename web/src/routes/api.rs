@@ -1,0 +1,283 @@
+//! The JSON API: the same commands and queries as the UI, for instruments and scripts.
+
+use super::context::command_context;
+use crate::error::AppError;
+use crate::read_model::{self, SampleFilter, SamplePage, SampleRow};
+use crate::samples::{Action, RegisterInput, TimelineEntry, command_id_for_key};
+use crate::startup::AppState;
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use cqrs::sample::SampleStatus;
+use event_sourcing::{CommandOutcome, ExpectedVersion};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// A JSON body whose problems become a 400 that says what is wrong.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(Self(value)),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(AppError::BadRequest(
+                "send the body as JSON with 'Content-Type: application/json'".into(),
+            )),
+            Err(rejection) => Err(AppError::BadRequest(format!(
+                "request body is not valid: {}",
+                rejection.body_text().trim_start_matches(
+                    "Failed to deserialize the JSON body into the target type: "
+                )
+            ))),
+        }
+    }
+}
+
+fn user(headers: &HeaderMap) -> Result<String, AppError> {
+    match headers.get("x-user").map(|v| v.to_str()) {
+        None => Ok("api".to_owned()),
+        Some(Ok(name)) => crate::samples::parse_operator(name).map_err(|_| {
+            AppError::invalid(
+                "X-User",
+                "the X-User header must name who is acting (1–100 printable characters)",
+            )
+        }),
+        Some(Err(_)) => Err(AppError::invalid(
+            "X-User",
+            "the X-User header must be plain text",
+        )),
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap, scope: &str) -> Result<Option<Uuid>, AppError> {
+    match headers.get("idempotency-key").map(|v| v.to_str()) {
+        None => Ok(None),
+        Some(Ok(key)) if !key.trim().is_empty() && key.len() <= 255 => {
+            Ok(Some(command_id_for_key(scope, key.trim())))
+        }
+        Some(_) => Err(AppError::invalid(
+            "Idempotency-Key",
+            "the Idempotency-Key header must be 1–255 characters of plain text",
+        )),
+    }
+}
+
+fn parse_id(raw: &str) -> Result<Uuid, AppError> {
+    Uuid::parse_str(raw).map_err(|_| AppError::NotFound(format!("no sample with id '{raw}'")))
+}
+
+/// Registration body: the volume may be a JSON number or a string.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegisterBody {
+    barcode: Option<String>,
+    sample_type: Option<String>,
+    volume_ul: Option<Value>,
+    temperature_zone: Option<String>,
+    patient: Option<String>,
+    collected_at: Option<String>,
+    collected_by: Option<String>,
+}
+
+impl RegisterBody {
+    fn into_input(self) -> Result<RegisterInput, AppError> {
+        let volume_ul = match self.volume_ul {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::Number(n)) => n.to_string(),
+            Some(Value::String(s)) => s,
+            Some(_) => {
+                return Err(AppError::invalid(
+                    "volume_ul",
+                    "volume_ul must be a number of microlitres",
+                ));
+            }
+        };
+        Ok(RegisterInput {
+            barcode: self.barcode.unwrap_or_default(),
+            sample_type: self.sample_type.unwrap_or_default(),
+            volume_ul,
+            temperature_zone: self.temperature_zone.unwrap_or_default(),
+            patient: self.patient.unwrap_or_default(),
+            collected_at: self.collected_at.unwrap_or_default(),
+            collected_by: self.collected_by.unwrap_or_default(),
+        })
+    }
+}
+
+/// What a command answers: its outcome and the sample as it now stands.
+#[derive(Debug, Serialize)]
+pub struct CommandResponse {
+    pub sample_id: Uuid,
+    pub command_id: Uuid,
+    /// The sample's version after this command's events.
+    pub version: u64,
+    /// True when this repeated an earlier request with the same Idempotency-Key.
+    pub replayed: bool,
+    pub sample: Option<SampleRow>,
+}
+
+async fn respond(
+    state: &AppState,
+    outcome: CommandOutcome,
+    created: bool,
+) -> Result<Response, AppError> {
+    let sample = state.samples.get(outcome.aggregate_id).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let mut response = (
+        status,
+        Json(CommandResponse {
+            sample_id: outcome.aggregate_id,
+            command_id: outcome.command_id,
+            version: outcome.last_version,
+            replayed: outcome.duplicate,
+            sample,
+        }),
+    )
+        .into_response();
+    if created
+        && let Ok(location) =
+            HeaderValue::from_str(&format!("/api/samples/{}", outcome.aggregate_id))
+    {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    if outcome.duplicate {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// `POST /api/samples`
+pub async fn register(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<RegisterBody>,
+) -> Result<Response, AppError> {
+    let context = command_context(
+        &headers,
+        user(&headers)?,
+        idempotency_key(&headers, "register")?,
+    );
+    let input = body.into_input()?;
+    let outcome = state.samples.register(&input, &context).await?;
+    respond(&state, outcome, true).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ActionBody {
+    notes: Option<String>,
+    reason: Option<String>,
+    /// The version the caller saw; the command is refused if the sample has moved on.
+    expected_version: Option<u64>,
+}
+
+/// `POST /api/samples/{id}/{receive|validate|reject}`
+pub async fn act(
+    State(state): State<AppState>,
+    Path((id, action)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, AppError> {
+    let id = parse_id(&id)?;
+    let action = Action::parse(&action).ok_or_else(|| {
+        AppError::NotFound(format!(
+            "unknown action '{action}'; use receive, validate or reject"
+        ))
+    })?;
+    let body: ActionBody = if body.iter().all(u8::is_ascii_whitespace) {
+        ActionBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| AppError::BadRequest(format!("request body is not valid: {e}")))?
+    };
+    let scope = format!("{}/{id}", action.name());
+    let context = command_context(
+        &headers,
+        user(&headers)?,
+        idempotency_key(&headers, &scope)?,
+    );
+    let text = match action {
+        Action::Reject => body.reason.unwrap_or_default(),
+        _ => body.notes.unwrap_or_default(),
+    };
+    let expected = body
+        .expected_version
+        .map_or(ExpectedVersion::Any, ExpectedVersion::Exactly);
+    let outcome = state
+        .samples
+        .act(id, action, &text, expected, &context)
+        .await?;
+    respond(&state, outcome, false).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ListQuery {
+    q: Option<String>,
+    status: Option<String>,
+    page: Option<u32>,
+    per_page: Option<u32>,
+}
+
+/// `GET /api/samples?q=&status=&page=&per_page=`
+pub async fn list(
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<SamplePage>, AppError> {
+    let Query(query) = query.map_err(|e| AppError::BadRequest(e.body_text()))?;
+    let status = match query.status.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(s) => {
+            Some(SampleStatus::parse(s).map_err(|e| AppError::invalid("status", e.message))?)
+        }
+    };
+    let filter = SampleFilter {
+        barcode_prefix: query
+            .q
+            .map(|q| q.trim().to_ascii_uppercase())
+            .filter(|q| !q.is_empty()),
+        status,
+        page: query.page.unwrap_or(1),
+        per_page: query.per_page.unwrap_or(50),
+    };
+    Ok(Json(read_model::list(state.samples.pool(), &filter).await?))
+}
+
+/// `GET /api/samples/{id}`
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<SampleRow>, AppError> {
+    let id = parse_id(&id)?;
+    state
+        .samples
+        .get(id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| AppError::NotFound(format!("no sample with id '{id}'")))
+}
+
+/// `GET /api/samples/{id}/events`: the complete history, oldest first.
+pub async fn events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<TimelineEntry>>, AppError> {
+    let id = parse_id(&id)?;
+    let timeline = state.samples.timeline(id).await?;
+    if timeline.is_empty() {
+        return Err(AppError::NotFound(format!("no sample with id '{id}'")));
+    }
+    Ok(Json(timeline))
+}

@@ -1,0 +1,50 @@
+//! HTTP routes: the UI pages, the JSON API and the health checks.
+
+mod api;
+mod context;
+mod health;
+mod ui;
+
+use crate::startup::AppState;
+use axum::Router;
+use axum::http::{HeaderName, Request};
+use axum::response::Redirect;
+use axum::routing::{get, post};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub fn router(state: AppState) -> Router {
+    let trace = TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+        let request_id = request
+            .headers()
+            .get(&REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        tracing::info_span!(
+            "http_request",
+            method = %request.method(),
+            path = %request.uri().path(),
+            request_id = %request_id,
+        )
+    });
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/samples") }))
+        .route("/samples", get(ui::list).post(ui::register))
+        .route("/samples/new", get(ui::new_form))
+        .route("/samples/{id}", get(ui::detail))
+        .route("/samples/{id}/{action}", post(ui::act))
+        .route("/api/samples", get(api::list).post(api::register))
+        .route("/api/samples/{id}", get(api::get))
+        .route("/api/samples/{id}/events", get(api::events))
+        .route("/api/samples/{id}/{action}", post(api::act))
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .route("/health/startup", get(health::startup))
+        .fallback(ui::not_found)
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(trace)
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}

@@ -1,0 +1,462 @@
+//! Sample use cases at the edge: parse raw input into commands, run them, and give the
+//! caller read-your-writes on the samples read table.
+
+use crate::error::{AppError, FieldError};
+use crate::read_model;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use cqrs::sample::{
+    Barcode, Note, PatientRef, Sample, SampleCommand, SampleDetails, SampleEvent, SampleId,
+    SampleType, TemperatureZone, VolumeUl,
+};
+use event_sourcing::{
+    CommandContext, CommandOutcome, EventStore, ExpectedVersion, ProjectionHandle,
+};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Namespace for ids derived from command ids and idempotency keys.
+const NAMESPACE: Uuid = Uuid::from_u128(0x6d1f_0c3e_8a4b_4f62_9d2e_7b1a_5c3f_8e90);
+
+/// Raw registration input, as typed into the form or sent to the API.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RegisterInput {
+    pub barcode: String,
+    pub sample_type: String,
+    pub volume_ul: String,
+    pub temperature_zone: String,
+    pub patient: String,
+    pub collected_at: String,
+    pub collected_by: String,
+}
+
+/// Registration input that parsed; a missing barcode is generated when registering.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub barcode: Option<Barcode>,
+    pub sample_type: SampleType,
+    pub volume: VolumeUl,
+    pub temperature_zone: TemperatureZone,
+    pub patient: Option<PatientRef>,
+    pub collected_at: Option<DateTime<Utc>>,
+    pub collected_by: Option<Note>,
+}
+
+fn optional<T, E: ToString>(
+    raw: &str,
+    field: &'static str,
+    parse: impl Fn(&str) -> Result<T, E>,
+    errors: &mut Vec<FieldError>,
+) -> Option<T> {
+    if raw.trim().is_empty() {
+        return None;
+    }
+    parse(raw)
+        .map_err(|e| {
+            errors.push(FieldError {
+                field,
+                message: e.to_string(),
+            })
+        })
+        .ok()
+}
+
+fn required<T, E: ToString>(
+    raw: &str,
+    field: &'static str,
+    what: &str,
+    parse: impl Fn(&str) -> Result<T, E>,
+    errors: &mut Vec<FieldError>,
+) -> Option<T> {
+    if raw.trim().is_empty() {
+        errors.push(FieldError {
+            field,
+            message: format!("{what} is required"),
+        });
+        return None;
+    }
+    optional(raw, field, parse, errors)
+}
+
+/// Collection time: RFC 3339, or the form's `YYYY-MM-DDTHH:MM` taken as UTC; not in the future.
+fn parse_collected_at(raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    let raw = raw.trim();
+    let at = DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.with_timezone(&Utc))
+        .or_else(|_| NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M").map(|t| t.and_utc()))
+        .or_else(|_| NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M:%S").map(|t| t.and_utc()))
+        .map_err(|_| format!("'{raw}' is not a date and time (e.g. 2026-11-22T09:30)"))?;
+    if at > now + chrono::Duration::minutes(5) {
+        return Err("collection time is in the future".into());
+    }
+    Ok(at)
+}
+
+impl RegisterInput {
+    /// Parses every field, collecting all problems at once so the form can show each
+    /// beside its field.
+    pub fn parse(&self, now: DateTime<Utc>) -> Result<Registration, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let barcode = optional(&self.barcode, "barcode", Barcode::parse, &mut errors);
+        let sample_type = required(
+            &self.sample_type,
+            "sample_type",
+            "sample type",
+            SampleType::parse,
+            &mut errors,
+        );
+        let volume = required(
+            &self.volume_ul,
+            "volume_ul",
+            "volume",
+            VolumeUl::parse,
+            &mut errors,
+        );
+        let temperature_zone = required(
+            &self.temperature_zone,
+            "temperature_zone",
+            "temperature zone",
+            TemperatureZone::parse,
+            &mut errors,
+        );
+        let patient = optional(&self.patient, "patient", PatientRef::parse, &mut errors);
+        let collected_at = optional(
+            &self.collected_at,
+            "collected_at",
+            |r| parse_collected_at(r, now),
+            &mut errors,
+        );
+        let collected_by = optional(&self.collected_by, "collected_by", Note::parse, &mut errors);
+        match (sample_type, volume, temperature_zone) {
+            (Some(sample_type), Some(volume), Some(temperature_zone)) if errors.is_empty() => {
+                Ok(Registration {
+                    barcode,
+                    sample_type,
+                    volume,
+                    temperature_zone,
+                    patient,
+                    collected_at,
+                    collected_by,
+                })
+            }
+            _ => Err(errors),
+        }
+    }
+}
+
+/// The operator's name as typed: required, at most 100 characters.
+pub fn parse_operator(raw: &str) -> Result<String, AppError> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err(AppError::invalid(
+            "operator",
+            "enter your name or initials, so the record shows who did this",
+        ));
+    }
+    if name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(AppError::invalid(
+            "operator",
+            "operator must be at most 100 printable characters",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// A command id from an `Idempotency-Key`, scoped to the action so the same key used for
+/// two different actions names two different commands.
+pub fn command_id_for_key(scope: &str, key: &str) -> Uuid {
+    Uuid::new_v5(&NAMESPACE, format!("{scope}\n{key}").as_bytes())
+}
+
+/// One line of a sample's history: what happened, who did it, when.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelineEntry {
+    pub version: u64,
+    pub event_type: String,
+    pub what: String,
+    pub detail: Option<String>,
+    pub user: String,
+    pub at: DateTime<Utc>,
+    pub correlation_id: Uuid,
+}
+
+/// The lifecycle actions on an existing sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Receive,
+    Validate,
+    Reject,
+}
+
+impl Action {
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "receive" => Some(Self::Receive),
+            "validate" => Some(Self::Validate),
+            "reject" => Some(Self::Reject),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Receive => "receive",
+            Self::Validate => "validate",
+            Self::Reject => "reject",
+        }
+    }
+
+    /// The command for this action; `text` is the notes, or the reason for a rejection.
+    pub fn command(self, text: &str) -> Result<SampleCommand, AppError> {
+        let notes = || -> Result<Option<Note>, AppError> {
+            if text.trim().is_empty() {
+                Ok(None)
+            } else {
+                Note::parse(text)
+                    .map(Some)
+                    .map_err(|e| AppError::invalid("notes", e.message))
+            }
+        };
+        Ok(match self {
+            Self::Receive => SampleCommand::Receive { notes: notes()? },
+            Self::Validate => SampleCommand::Validate { notes: notes()? },
+            Self::Reject => {
+                if text.trim().is_empty() {
+                    return Err(AppError::invalid("reason", "a rejection needs a reason"));
+                }
+                SampleCommand::Reject {
+                    reason: Note::parse(text)
+                        .map_err(|e| AppError::invalid("reason", e.message))?,
+                }
+            }
+        })
+    }
+}
+
+/// Runs sample commands and queries.
+#[derive(Clone)]
+pub struct SampleService {
+    store: EventStore,
+    projection: Arc<ProjectionHandle>,
+    read_your_writes: Duration,
+}
+
+impl SampleService {
+    pub fn new(
+        store: EventStore,
+        projection: Arc<ProjectionHandle>,
+        read_your_writes: Duration,
+    ) -> Self {
+        Self {
+            store,
+            projection,
+            read_your_writes,
+        }
+    }
+
+    pub fn pool(&self) -> &sqlx::PgPool {
+        self.store.pool()
+    }
+
+    pub fn projection(&self) -> &ProjectionHandle {
+        &self.projection
+    }
+
+    /// Registers a sample. Its id is derived from the command id, so a repeated command
+    /// finds the sample it created the first time instead of creating another.
+    #[tracing::instrument(name = "register_sample", skip_all, fields(command_id = %context.command_id))]
+    pub async fn register(
+        &self,
+        input: &RegisterInput,
+        context: &CommandContext,
+    ) -> Result<CommandOutcome, AppError> {
+        let now = Utc::now();
+        let registration = input.parse(now).map_err(AppError::Invalid)?;
+        let barcode = match registration.barcode {
+            Some(barcode) => barcode,
+            None => {
+                let seq: i64 = sqlx::query_scalar("SELECT nextval('barcode_seq')")
+                    .fetch_one(self.store.pool())
+                    .await?;
+                Barcode::generate(
+                    registration.sample_type,
+                    now.date_naive(),
+                    u64::try_from(seq).unwrap_or_default(),
+                )
+            }
+        };
+        let id = Uuid::new_v5(&NAMESPACE, context.command_id.as_bytes());
+        let command = SampleCommand::Register {
+            id: SampleId::from_uuid(id),
+            details: SampleDetails {
+                barcode,
+                sample_type: registration.sample_type,
+                volume: registration.volume,
+                temperature_zone: registration.temperature_zone,
+                patient: registration.patient,
+                collected_at: registration.collected_at,
+                collected_by: registration.collected_by,
+            },
+        };
+        let outcome = self
+            .store
+            .execute::<Sample>(id, command, context, ExpectedVersion::Exactly(0))
+            .await?;
+        self.await_read_side(&outcome).await;
+        Ok(outcome)
+    }
+
+    /// Receives, validates or rejects a sample.
+    #[tracing::instrument(name = "sample_action", skip_all, fields(sample_id = %id, action = action.name()))]
+    pub async fn act(
+        &self,
+        id: Uuid,
+        action: Action,
+        text: &str,
+        expected: ExpectedVersion,
+        context: &CommandContext,
+    ) -> Result<CommandOutcome, AppError> {
+        let command = action.command(text)?;
+        let outcome = self
+            .store
+            .execute::<Sample>(id, command, context, expected)
+            .await?;
+        self.await_read_side(&outcome).await;
+        Ok(outcome)
+    }
+
+    async fn await_read_side(&self, outcome: &CommandOutcome) {
+        if let Some(cursor) = outcome.cursor
+            && !self
+                .projection
+                .wait_for(cursor, self.read_your_writes)
+                .await
+        {
+            tracing::warn!(
+                ?cursor,
+                "read side did not catch up in time; the page may show older data"
+            );
+        }
+    }
+
+    /// The sample's complete history.
+    pub async fn timeline(&self, id: Uuid) -> Result<Vec<TimelineEntry>, AppError> {
+        let events = self.store.read_stream::<SampleEvent>(id).await?;
+        Ok(events
+            .into_iter()
+            .map(|e| {
+                let (what, detail) = match &e.payload {
+                    SampleEvent::SampleRegistered { details, .. } => (
+                        "Registered",
+                        Some(format!(
+                            "{} · {} · {} µL · {}",
+                            details.barcode,
+                            details.sample_type.label(),
+                            details.volume,
+                            details.temperature_zone.label()
+                        )),
+                    ),
+                    SampleEvent::SampleReceived { notes } => {
+                        ("Received", notes.as_ref().map(ToString::to_string))
+                    }
+                    SampleEvent::SampleValidated { notes } => (
+                        "Validated (QC passed)",
+                        notes.as_ref().map(ToString::to_string),
+                    ),
+                    SampleEvent::SampleRejected { reason } => {
+                        ("Rejected (QC failed)", Some(reason.to_string()))
+                    }
+                };
+                TimelineEntry {
+                    version: e.version,
+                    event_type: e.event_type,
+                    what: what.to_owned(),
+                    detail,
+                    user: e.metadata.user,
+                    at: e.recorded_at,
+                    correlation_id: e.metadata.correlation_id,
+                }
+            })
+            .collect())
+    }
+
+    pub async fn get(&self, id: Uuid) -> Result<Option<read_model::SampleRow>, AppError> {
+        Ok(read_model::get(self.store.pool(), id).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input() -> RegisterInput {
+        RegisterInput {
+            sample_type: "plasma".into(),
+            volume_ul: "250".into(),
+            temperature_zone: "-80".into(),
+            ..RegisterInput::default()
+        }
+    }
+
+    #[test]
+    fn a_minimal_registration_parses_and_leaves_the_barcode_to_generate() {
+        let r = input().parse(Utc::now()).expect("valid");
+        assert!(r.barcode.is_none());
+        assert_eq!(r.sample_type, SampleType::Plasma);
+    }
+
+    #[test]
+    fn every_bad_field_is_reported_by_name() {
+        let bad = RegisterInput {
+            barcode: "no spaces".into(),
+            sample_type: "lava".into(),
+            volume_ul: "-5".into(),
+            temperature_zone: "".into(),
+            collected_at: "yesterday".into(),
+            ..RegisterInput::default()
+        };
+        let errors = bad.parse(Utc::now()).expect_err("invalid");
+        let fields: Vec<_> = errors.iter().map(|e| e.field).collect();
+        assert_eq!(
+            fields,
+            [
+                "barcode",
+                "sample_type",
+                "volume_ul",
+                "temperature_zone",
+                "collected_at"
+            ]
+        );
+    }
+
+    #[test]
+    fn collection_in_the_future_is_refused() {
+        let mut future = input();
+        future.collected_at = "2999-01-01T00:00".into();
+        let errors = future.parse(Utc::now()).expect_err("future");
+        assert_eq!(errors[0].message, "collection time is in the future");
+    }
+
+    #[test]
+    fn idempotency_keys_are_scoped_by_action() {
+        assert_eq!(
+            command_id_for_key("register", "k1"),
+            command_id_for_key("register", "k1")
+        );
+        assert_ne!(
+            command_id_for_key("register", "k1"),
+            command_id_for_key("receive/x", "k1")
+        );
+    }
+
+    #[test]
+    fn a_rejection_needs_a_reason() {
+        assert!(matches!(
+            Action::Reject.command("  "),
+            Err(AppError::Invalid(_))
+        ));
+        assert!(Action::Receive.command("").is_ok());
+    }
+}

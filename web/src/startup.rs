@@ -1,0 +1,132 @@
+//! Building and running the application: database, migrations, event store, projection,
+//! router and listener.
+
+use crate::config::Settings;
+use crate::read_model::SamplesProjection;
+use crate::routes;
+use crate::samples::SampleService;
+use event_sourcing::{EventStore, MIGRATOR, ProjectionRunner, StoreConfig};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot reach PostgreSQL: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot listen on the configured address: {0}")]
+    Listen(#[from] std::io::Error),
+}
+
+/// Shared by every request handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub samples: SampleService,
+}
+
+/// A built application, bound to its port but not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    port: u16,
+}
+
+impl Application {
+    /// Connects to the database (creating it when missing), migrates it, and binds.
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let options = PgConnectOptions::from_str(settings.database_url.expose())?;
+        create_database_if_missing(&options).await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.database_max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await?;
+        Self::with_pool(pool, &settings).await
+    }
+
+    /// Builds on an existing pool (tests give each run its own database).
+    pub async fn with_pool(pool: PgPool, settings: &Settings) -> Result<Self, StartupError> {
+        MIGRATOR.run(&pool).await?;
+        let store = EventStore::new(
+            pool,
+            StoreConfig {
+                snapshot_every: settings.snapshot_every,
+                ..StoreConfig::default()
+            },
+        );
+        let projection = ProjectionRunner::new(store.clone(), SamplesProjection).spawn();
+        let samples = SampleService::new(
+            store,
+            Arc::new(projection),
+            Duration::from_millis(settings.read_your_writes_ms),
+        );
+        let router = routes::router(AppState { samples });
+        let listener = TcpListener::bind(settings.listen).await?;
+        let port = listener.local_addr()?.port();
+        Ok(Self {
+            listener,
+            router,
+            port,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until Ctrl-C or SIGTERM, then finishes the requests in flight.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+    }
+}
+
+async fn create_database_if_missing(options: &PgConnectOptions) -> Result<(), sqlx::Error> {
+    let Some(name) = options.get_database().map(str::to_owned) else {
+        return Ok(());
+    };
+    match PgConnection::connect_with(options).await {
+        Ok(conn) => conn.close().await,
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("3D000") => {
+            tracing::info!(database = %name, "creating database");
+            let mut admin =
+                PgConnection::connect_with(&options.clone().database("postgres")).await?;
+            let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+            sqlx::query(&format!("CREATE DATABASE {quoted}"))
+                .execute(&mut admin)
+                .await?;
+            admin.close().await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
