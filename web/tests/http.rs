@@ -1,0 +1,475 @@
+//! The HTTP edge through the real router, a real listener and a real database.
+
+use reqwest::StatusCode;
+use reqwest::redirect::Policy;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use web::{Application, Settings};
+
+type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+struct TestApp {
+    base: String,
+    pool: PgPool,
+    /// Does not follow redirects, so tests see the 303s themselves.
+    client: reqwest::Client,
+}
+
+impl TestApp {
+    async fn spawn() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let (pool, _) = event_sourcing::testkit::fresh_database(10).await?;
+        let settings = Settings::from_lookup(|name| match name {
+            "TRACSEQ_LISTEN" => Some("127.0.0.1:0".into()),
+            _ => None,
+        })?;
+        let app = Application::with_pool(pool.clone(), &settings).await?;
+        let base = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        let client = reqwest::Client::builder()
+            .redirect(Policy::none())
+            .cookie_store(true)
+            .build()?;
+        Ok(Self { base, pool, client })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn events(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&self.pool)
+            .await
+    }
+
+    async fn api_register(&self, body: Value) -> Result<reqwest::Response, reqwest::Error> {
+        self.client
+            .post(self.url("/api/samples"))
+            .json(&body)
+            .send()
+            .await
+    }
+
+    async fn html(&self, path: &str) -> Result<(StatusCode, String), reqwest::Error> {
+        let response = self.client.get(self.url(path)).send().await?;
+        let status = response.status();
+        Ok((status, response.text().await?))
+    }
+}
+
+fn location(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn registering_in_the_form_leads_to_the_detail_page_showing_the_event() -> TestResult {
+    let app = TestApp::spawn().await?;
+    let (status, form) = app.html("/samples/new").await?;
+    assert_eq!(status, StatusCode::OK);
+    assert!(form.contains("name=\"barcode\""), "{form}");
+
+    let response = app
+        .client
+        .post(app.url("/samples"))
+        .form(&[
+            ("barcode", "tube-0001"),
+            ("sample_type", "SERUM"),
+            ("volume_ul", "120.5"),
+            ("temperature_zone", "MINUS_20"),
+            ("patient", "MRN-77"),
+            ("operator", "Ana Ruiz"),
+            ("command_id", &uuid::Uuid::now_v7().to_string()),
+        ])
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let detail = location(&response);
+    assert!(detail.starts_with("/samples/"), "{detail}");
+
+    let (status, page) = app.html(&detail).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("TUBE-0001"), "barcode shown: {page}");
+    assert!(
+        page.contains("data-event-type=\"SampleRegistered\""),
+        "timeline has the event"
+    );
+    assert!(page.contains("Ana Ruiz"), "who did it is shown");
+    assert!(page.contains("120.5 µL"));
+
+    // The operator is remembered for the next form.
+    let (_, form) = app.html("/samples/new").await?;
+    assert!(form.contains("value=\"Ana Ruiz\""), "operator remembered");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_lifecycle_through_the_pages_records_who_did_what() -> TestResult {
+    let app = TestApp::spawn().await?;
+    let created = app
+        .api_register(json!({"barcode": "LC-1", "sample_type": "dna", "volume_ul": 40, "temperature_zone": "-80"}))
+        .await?;
+    let id = created.json::<Value>().await?["sample_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+
+    let act = |action: &'static str, extra: (&'static str, &'static str), who: &'static str| {
+        let (app, id) = (&app, id.clone());
+        async move {
+            app.client
+                .post(app.url(&format!("/samples/{id}/{action}")))
+                .form(&[
+                    ("operator", who),
+                    extra,
+                    ("command_id", &uuid::Uuid::now_v7().to_string()),
+                ])
+                .send()
+                .await
+        }
+    };
+    let r = act("receive", ("notes", "on dry ice"), "Bo").await?;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = act("validate", ("notes", "A260/280 1.9"), "Cy").await?;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+
+    let (_, page) = app.html(&format!("/samples/{id}")).await?;
+    assert!(page.contains("id=\"status\">validated<"), "{page}");
+    for (event, detail, who) in [
+        ("SampleReceived", "on dry ice", "Bo"),
+        ("SampleValidated", "A260/280 1.9", "Cy"),
+    ] {
+        assert!(
+            page.contains(&format!("data-event-type=\"{event}\"")),
+            "{event} in timeline"
+        );
+        assert!(page.contains(detail) && page.contains(who));
+    }
+
+    // Rejecting a validated sample is refused on the page, and nothing is appended.
+    let before = app.events().await?;
+    let r = act("reject", ("reason", "late"), "Cy").await?;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let body = r.text().await?;
+    assert!(
+        body.contains("only a registered or received sample can be rejected"),
+        "{body}"
+    );
+    assert_eq!(app.events().await?, before);
+
+    // An action without an operator name is refused and names the field.
+    let r = app
+        .client
+        .post(app.url(&format!("/samples/{id}/reject")))
+        .form(&[("reason", "x"), ("operator", " ")])
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await?.contains("enter your name"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn invalid_input_is_a_400_naming_the_field_and_appends_nothing() -> TestResult {
+    let app = TestApp::spawn().await?;
+    let cases = [
+        (
+            json!({"barcode": "bad barcode!", "sample_type": "blood", "volume_ul": 10, "temperature_zone": "4"}),
+            "barcode",
+            "barcode may contain only",
+        ),
+        (
+            json!({"sample_type": "blood", "volume_ul": -5, "temperature_zone": "4"}),
+            "volume_ul",
+            "greater than zero",
+        ),
+        (
+            json!({"sample_type": "lava", "volume_ul": 10, "temperature_zone": "4"}),
+            "sample_type",
+            "unknown sample type 'lava'",
+        ),
+        (
+            json!({"sample_type": "blood", "volume_ul": "1e3", "temperature_zone": "4"}),
+            "volume_ul",
+            "not a number of microlitres",
+        ),
+        (
+            json!({"sample_type": "blood", "volume_ul": 10}),
+            "temperature_zone",
+            "temperature zone is required",
+        ),
+    ];
+    for (body, field, message) in cases {
+        let response = app.api_register(body.clone()).await?;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{body}");
+        let error: Value = response.json().await?;
+        assert_eq!(error["fields"][0]["field"], field, "{error}");
+        assert!(
+            error["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(message),
+            "{error}"
+        );
+    }
+
+    // Not JSON at all, or a field of the wrong type.
+    let r = app
+        .client
+        .post(app.url("/api/samples"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = app
+        .api_register(json!({"sample_type": 7, "volume_ul": 1, "temperature_zone": "4"}))
+        .await?;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await?.contains("sample_type"));
+
+    // The form keeps what was typed and puts each message beside its field.
+    let r = app
+        .client
+        .post(app.url("/samples"))
+        .form(&[
+            ("barcode", "has space"),
+            ("sample_type", "BLOOD"),
+            ("volume_ul", "-1"),
+            ("temperature_zone", "PLUS_4"),
+            ("operator", "Ana"),
+        ])
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let page = r.text().await?;
+    assert!(page.contains("id=\"barcode-error\""), "{page}");
+    assert!(page.contains("id=\"volume_ul-error\""));
+    assert!(page.contains("value=\"has space\""), "typed barcode kept");
+    assert!(page.contains("value=\"-1\""), "typed volume kept");
+
+    assert_eq!(app.events().await?, 0, "a rejected command appends nothing");
+    Ok(())
+}
+
+#[tokio::test]
+async fn validating_a_rejected_sample_is_a_409_and_appends_nothing() -> TestResult {
+    let app = TestApp::spawn().await?;
+    let created: Value = app
+        .api_register(
+            json!({"sample_type": "urine", "volume_ul": "5000", "temperature_zone": "rt"}),
+        )
+        .await?
+        .json()
+        .await?;
+    let id = created["sample_id"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        created["sample"]["barcode"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("LAB-URINE-"),
+        "{created}"
+    );
+
+    let post = |path: String, body: Value| app.client.post(app.url(&path)).json(&body).send();
+    let r = post(
+        format!("/api/samples/{id}/reject"),
+        json!({"reason": "leaking tube"}),
+    )
+    .await?;
+    assert_eq!(r.status(), StatusCode::OK);
+    let rejected: Value = r.json().await?;
+    assert_eq!(
+        rejected["sample"]["status"], "rejected",
+        "read-your-writes: {rejected}"
+    );
+
+    let before = app.events().await?;
+    let r = post(format!("/api/samples/{id}/validate"), json!({})).await?;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let error: Value = r.json().await?;
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("sample is rejected"),
+        "{error}"
+    );
+    assert_eq!(app.events().await?, before);
+
+    // A rejection needs a reason.
+    let r = post(format!("/api/samples/{id}/reject"), json!({})).await?;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(app.events().await?, before);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_repeated_idempotency_key_returns_the_first_outcome() -> TestResult {
+    let app = TestApp::spawn().await?;
+    let register = || {
+        app.client
+            .post(app.url("/api/samples"))
+            .header("Idempotency-Key", "scan-42")
+            .json(&json!({"sample_type": "saliva", "volume_ul": 2000, "temperature_zone": "4"}))
+            .send()
+    };
+    let first = register().await?;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: Value = first.json().await?;
+    let again = register().await?;
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert_eq!(
+        again
+            .headers()
+            .get("idempotent-replayed")
+            .map(|v| v.as_bytes()),
+        Some(&b"true"[..])
+    );
+    let again: Value = again.json().await?;
+    assert_eq!(again["sample_id"], first["sample_id"]);
+    assert_eq!(again["version"], first["version"]);
+    assert_eq!(again["sample"]["barcode"], first["sample"]["barcode"]);
+    assert_eq!(app.events().await?, 1);
+
+    let id = first["sample_id"].as_str().unwrap_or_default();
+    let receive = || {
+        app.client
+            .post(app.url(&format!("/api/samples/{id}/receive")))
+            .header("Idempotency-Key", "rcv-1")
+            .send()
+    };
+    let r1: Value = receive().await?.json().await?;
+    let r2 = receive().await?;
+    assert_eq!(
+        r2.status(),
+        StatusCode::OK,
+        "a repeat is not refused as 'already received'"
+    );
+    let r2: Value = r2.json().await?;
+    assert_eq!(
+        (r1["version"].clone(), r2["replayed"].clone()),
+        (json!(2), json!(true))
+    );
+    assert_eq!(r2["version"], 2);
+    assert_eq!(app.events().await?, 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_stale_expected_version_is_a_409() -> TestResult {
+    let app = TestApp::spawn().await?;
+    let created: Value = app
+        .api_register(json!({"sample_type": "rna", "volume_ul": 20, "temperature_zone": "-80"}))
+        .await?
+        .json()
+        .await?;
+    let id = created["sample_id"].as_str().unwrap_or_default();
+    let url = app.url(&format!("/api/samples/{id}/receive"));
+    let r = app
+        .client
+        .post(&url)
+        .json(&json!({"expected_version": 1}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app
+        .client
+        .post(&url)
+        .json(&json!({"expected_version": 1}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert!(r.text().await?.contains("changed by someone else"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn searching_lists_by_prefix_and_an_exact_scan_jumps_to_the_sample() -> TestResult {
+    let app = TestApp::spawn().await?;
+    for barcode in ["SCAN-001", "SCAN-002", "OTHER-1"] {
+        let r = app
+            .api_register(json!({"barcode": barcode, "sample_type": "blood", "volume_ul": 1, "temperature_zone": "4"}))
+            .await?;
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    let r = app
+        .client
+        .get(app.url("/samples?q=scan-002"))
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(location(&r).starts_with("/samples/"));
+
+    let (_, page) = app.html("/samples?q=scan").await?;
+    assert!(page.contains("SCAN-001") && page.contains("SCAN-002") && !page.contains("OTHER-1"));
+    assert!(
+        page.contains("autofocus"),
+        "the search box takes the scanner's input"
+    );
+
+    let list: Value = app
+        .client
+        .get(app.url("/api/samples?q=SCAN&per_page=1"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(
+        (
+            list["total"].clone(),
+            list["items"].as_array().map(Vec::len)
+        ),
+        (json!(2), Some(1))
+    );
+
+    let r = app
+        .client
+        .get(app.url("/api/samples?status=lost"))
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    // A barcode already registered is refused.
+    let r = app
+        .api_register(json!({"barcode": "scan-001", "sample_type": "blood", "volume_ul": 1, "temperature_zone": "4"}))
+        .await?;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert!(r.text().await?.contains("already registered"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn unknown_things_are_404_and_health_reports_ready() -> TestResult {
+    let app = TestApp::spawn().await?;
+    for path in [
+        "/samples/not-a-uuid",
+        "/api/samples/00000000-0000-0000-0000-000000000000",
+        "/nowhere",
+    ] {
+        let r = app.client.get(app.url(path)).send().await?;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    let r = app
+        .client
+        .post(app.url("/api/samples/00000000-0000-0000-0000-000000000000/receive"))
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    let live = app.client.get(app.url("/health/live")).send().await?;
+    assert_eq!(live.status(), StatusCode::OK);
+    let ready: Value = app
+        .client
+        .get(app.url("/health/ready"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(ready["checks"]["postgresql"], "ok", "{ready}");
+    Ok(())
+}
