@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# TracSeq: run the platform locally, or run the whole test suite.
+#
+#   ./deploy-phase7.sh local   start PostgreSQL if needed, build, serve http://127.0.0.1:8080
+#   ./deploy-phase7.sh test    start what the tests need, then run every test
+#
+# Both install what is missing (PostgreSQL from apt) and start what is stopped.
+# Settings: DATABASE_URL, TRACSEQ_LISTEN, TRACSEQ_LOG_FORMAT (see README.md).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+apt_install() {
+  log "installing $* (apt)"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+PG_HOST=127.0.0.1
+PG_PORT=5432
+
+# Makes sure a PostgreSQL server answers on 127.0.0.1:5432 and that we can log in as
+# postgres over TCP; exports PG_ADMIN_URL (server URL without a database).
+ensure_postgres() {
+  if ! command -v pg_ctlcluster >/dev/null 2>&1 && ! command -v pg_isready >/dev/null 2>&1; then
+    apt_install postgresql postgresql-client
+  fi
+  if ! pg_isready -q -h "$PG_HOST" -p "$PG_PORT"; then
+    local version
+    version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)
+    [ -n "$version" ] || { apt_install postgresql; version=$(ls /etc/postgresql | sort -V | tail -n 1); }
+    log "starting PostgreSQL $version"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    for _ in $(seq 1 30); do pg_isready -q -h "$PG_HOST" -p "$PG_PORT" && break; sleep 1; done
+    pg_isready -q -h "$PG_HOST" -p "$PG_PORT" || die "PostgreSQL did not start on $PG_HOST:$PG_PORT"
+  fi
+  PG_ADMIN_URL=${PG_ADMIN_URL:-"postgres://postgres@$PG_HOST:$PG_PORT"}
+  if ! psql "$PG_ADMIN_URL/postgres" -XqAtc 'SELECT 1' >/dev/null 2>&1; then
+    # A stock cluster asks for a password over TCP: give the postgres role one.
+    log "setting a local password for the postgres role (TCP login)"
+    as_root su postgres -c "psql -XqAtc \"ALTER ROLE postgres PASSWORD 'postgres'\"" >/dev/null
+    PG_ADMIN_URL="postgres://postgres:postgres@$PG_HOST:$PG_PORT"
+    psql "$PG_ADMIN_URL/postgres" -XqAtc 'SELECT 1' >/dev/null || die "cannot log in to PostgreSQL as postgres"
+  fi
+  export PG_ADMIN_URL
+}
+
+ensure_toolchain() {
+  command -v cargo >/dev/null 2>&1 || die "cargo (Rust 1.95+) is required: https://rustup.rs"
+  if ! command -v cc >/dev/null 2>&1; then apt_install build-essential; fi
+}
+
+cmd_local() {
+  ensure_postgres
+  ensure_toolchain
+  export DATABASE_URL=${DATABASE_URL:-"$PG_ADMIN_URL/tracseq"}
+  export TRACSEQ_LISTEN=${TRACSEQ_LISTEN:-127.0.0.1:8080}
+  log "building tracseq (release)"
+  cargo build --release --locked -p web --bin tracseq
+  log "TracSeq: http://$TRACSEQ_LISTEN  (Ctrl-C to stop)"
+  exec ./target/release/tracseq serve
+}
+
+cmd_test() {
+  ensure_postgres
+  ensure_toolchain
+  # Tests create one database each on this server.
+  export DATABASE_URL="$PG_ADMIN_URL/postgres"
+  log "dropping databases left by earlier test runs"
+  psql "$DATABASE_URL" -XqAt -c "SELECT datname FROM pg_database WHERE datname LIKE 'tracseq_test_%'" |
+    while read -r db; do psql "$DATABASE_URL" -Xq -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null || true; done
+  log "cargo fmt --check"
+  cargo fmt --all -- --check
+  log "cargo clippy"
+  cargo clippy --locked --workspace --all-targets -- -D warnings
+  log "cargo test (unit, integration against PostgreSQL, HTTP)"
+  cargo test --locked --workspace
+}
+
+usage() {
+  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+}
+
+case "${1:-}" in
+  local) cmd_local ;;
+  test) cmd_test ;;
+  -h|--help|help|"") usage ;;
+  deploy|status|logs|restart|cleanup)
+    die "'$1' manages the Docker Compose stack, which is not part of this release yet; use 'local'" ;;
+  *) usage; exit 2 ;;
+esac
