@@ -67,9 +67,17 @@ cmd_local() {
   exec ./target/release/tracseq serve
 }
 
+# The browser tests drive Debian's Chromium through ChromeDriver.
+ensure_browser() {
+  if ! command -v chromedriver >/dev/null 2>&1 || [ ! -x /usr/bin/chromium ]; then
+    apt_install chromium chromium-driver
+  fi
+}
+
 cmd_test() {
   ensure_postgres
   ensure_toolchain
+  ensure_browser
   # Tests create one database each on this server.
   export DATABASE_URL="$PG_ADMIN_URL/postgres"
   log "dropping databases left by earlier test runs"
@@ -79,7 +87,7 @@ cmd_test() {
   cargo fmt --all -- --check
   log "cargo clippy"
   cargo clippy --locked --workspace --all-targets -- -D warnings
-  log "cargo test (unit, integration against PostgreSQL, HTTP)"
+  log "cargo test (unit, integration against PostgreSQL, HTTP, headless browser)"
   cargo test --locked --workspace
 }
 

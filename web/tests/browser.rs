@@ -1,0 +1,282 @@
+//! The UI in a real headless Chromium, driven over WebDriver (chromedriver).
+//!
+//! `./deploy-phase7.sh test` installs Chromium and ChromeDriver when they are missing;
+//! run directly, the test fails with a message saying what to install.
+
+use serde_json::{Value, json};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use web::{Application, Settings};
+
+type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+const ENTER: &str = "\u{E007}";
+
+/// A chromedriver process, killed when dropped.
+struct Driver {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16, std::io::Error> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+async fn start_driver() -> Result<Driver, BoxError> {
+    let port = free_port()?;
+    let child =
+        Command::new(std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into()))
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                format!("cannot start chromedriver ({e}); install chromium and chromium-driver")
+            })?;
+    let driver = Driver {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    for _ in 0..100 {
+        if let Ok(r) = reqwest::get(format!("{}/status", driver.base)).await
+            && r.status().is_success()
+        {
+            return Ok(driver);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err("chromedriver did not become ready".into())
+}
+
+/// A browser session: the few WebDriver calls the tests need.
+struct Browser {
+    http: reqwest::Client,
+    session: String,
+}
+
+impl Browser {
+    async fn open(driver: &Driver) -> Result<Self, BoxError> {
+        let http = reqwest::Client::new();
+        let binary = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        let profile =
+            std::env::temp_dir().join(format!("tracseq-chromium-{}", uuid::Uuid::new_v4()));
+        let body = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": binary,
+                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                         "--disable-background-networking", "--disable-component-update",
+                         "--disable-sync", "--disable-dev-shm-usage",
+                         format!("--user-data-dir={}", profile.display())]
+            }
+        }}});
+        let created: Value = http
+            .post(format!("{}/session", driver.base))
+            .json(&body)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let session = created["value"]["sessionId"]
+            .as_str()
+            .ok_or_else(|| format!("no browser session: {created}"))?;
+        Ok(Self {
+            http,
+            session: format!("{}/session/{session}", driver.base),
+        })
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, BoxError> {
+        let mut request = self.http.request(method, format!("{}{path}", self.session));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let answer: Value = request.send().await?.json().await?;
+        if answer["value"].get("error").is_some() {
+            return Err(format!("webdriver {path}: {}", answer["value"]).into());
+        }
+        Ok(answer["value"].clone())
+    }
+
+    async fn goto(&self, url: &str) -> Result<(), BoxError> {
+        self.call(reqwest::Method::POST, "/url", Some(json!({ "url": url })))
+            .await
+            .map(drop)
+    }
+
+    async fn url(&self) -> Result<String, BoxError> {
+        Ok(self
+            .call(reqwest::Method::GET, "/url", None)
+            .await?
+            .as_str()
+            .unwrap_or_default()
+            .to_owned())
+    }
+
+    async fn find(&self, css: &str) -> Result<String, BoxError> {
+        let found = self
+            .call(
+                reqwest::Method::POST,
+                "/element",
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await?;
+        Ok(found[ELEMENT].as_str().ok_or("no element id")?.to_owned())
+    }
+
+    async fn type_into(&self, css: &str, text: &str) -> Result<(), BoxError> {
+        let id = self.find(css).await?;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{id}/value"),
+            Some(json!({ "text": text })),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn click(&self, css: &str) -> Result<(), BoxError> {
+        let id = self.find(css).await?;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{id}/click"),
+            Some(json!({})),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn text(&self, css: &str) -> Result<String, BoxError> {
+        let id = self.find(css).await?;
+        Ok(self
+            .call(reqwest::Method::GET, &format!("/element/{id}/text"), None)
+            .await?
+            .as_str()
+            .unwrap_or_default()
+            .to_owned())
+    }
+
+    async fn focused_id(&self) -> Result<String, BoxError> {
+        let active = self
+            .call(reqwest::Method::GET, "/element/active", None)
+            .await?;
+        let id = active[ELEMENT].as_str().ok_or("nothing focused")?;
+        Ok(self
+            .call(
+                reqwest::Method::GET,
+                &format!("/element/{id}/attribute/id"),
+                None,
+            )
+            .await?
+            .as_str()
+            .unwrap_or_default()
+            .to_owned())
+    }
+
+    async fn close(self) {
+        let _ = self.http.delete(&self.session).send().await;
+    }
+}
+
+async fn spawn_app() -> Result<String, BoxError> {
+    let (pool, _) = event_sourcing::testkit::fresh_database(10).await?;
+    let settings =
+        Settings::from_lookup(|name| (name == "TRACSEQ_LISTEN").then(|| "127.0.0.1:0".into()))?;
+    let app = Application::with_pool(pool, &settings).await?;
+    let base = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    Ok(base)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lab_technician_registers_scans_receives_and_rejects_a_tube() -> TestResult {
+    let base = spawn_app().await?;
+    let driver = start_driver().await?;
+    let browser = Browser::open(&driver).await?;
+    let result = scenario(&browser, &base).await;
+    browser.close().await;
+    result
+}
+
+async fn scenario(b: &Browser, base: &str) -> TestResult {
+    // A mistake first: the form says what is wrong beside the field and keeps the input.
+    b.goto(&format!("{base}/samples/new")).await?;
+    assert_eq!(
+        b.focused_id().await?,
+        "barcode",
+        "the barcode field takes the scanner's input"
+    );
+    b.type_into("#barcode", "ward7-0042").await?;
+    b.click("#sample_type option[value=PLASMA]").await?;
+    b.type_into("#volume_ul", "-3").await?;
+    b.click("#temperature_zone option[value=MINUS_80]").await?;
+    b.type_into("#operator", "Dana Lee").await?;
+    b.click("button[type=submit]").await?;
+    assert!(
+        b.text("#volume_ul-error")
+            .await?
+            .contains("greater than zero")
+    );
+
+    // Fix it and register.
+    let volume = b.find("#volume_ul").await?;
+    b.call(
+        reqwest::Method::POST,
+        &format!("/element/{volume}/clear"),
+        Some(json!({})),
+    )
+    .await?;
+    b.type_into("#volume_ul", "450").await?;
+    b.click("button[type=submit]").await?;
+    assert!(b.url().await?.contains("/samples/"), "on the sample page");
+    assert_eq!(b.text("#status").await?, "registered");
+    let timeline = b.text("#timeline").await?;
+    assert!(
+        timeline.contains("Registered") && timeline.contains("Dana Lee"),
+        "{timeline}"
+    );
+
+    // Scan the barcode at the list: Enter jumps to the tube.
+    b.goto(&format!("{base}/samples")).await?;
+    assert_eq!(b.focused_id().await?, "q");
+    b.type_into("#q", &format!("WARD7-0042{ENTER}")).await?;
+    assert_eq!(b.text("h1 .mono").await?, "WARD7-0042");
+
+    // Receive (the operator is remembered), then reject with a reason.
+    b.type_into("#receive-notes", "arrived on dry ice").await?;
+    b.click("#receive").await?;
+    assert_eq!(b.text("#status").await?, "received");
+    b.type_into("#reject-reason", "haemolysed").await?;
+    b.click("#reject").await?;
+    assert_eq!(b.text("#status").await?, "rejected");
+    let timeline = b.text("#timeline").await?;
+    for expected in [
+        "Received",
+        "arrived on dry ice",
+        "Rejected (QC failed)",
+        "haemolysed",
+    ] {
+        assert!(timeline.contains(expected), "{expected} in {timeline}");
+    }
+    assert!(
+        b.find("#validate").await.is_err(),
+        "a rejected sample offers no validation"
+    );
+    Ok(())
+}
