@@ -22,7 +22,8 @@
 //! One line per run on stdout, in the peer's shape:
 //! `mode=.. clients=N cmds=.. secs=.. cmd_per_s=.. p50_ms=.. p95_ms=.. p99_ms=.. errors=..`
 //! and a `check:` line on stderr comparing the successful commands (warm-up included)
-//! with the rows the store wrote (events, outbox, commands, unique claims).
+//! with the rows the store wrote (events, outbox, commands, unique claims); `lifecycle`
+//! adds a `by command:` line with the latencies of register, receive and validate.
 //!
 //! `replay` seeds a realistic log (samples registered, received, then validated or
 //! rejected; about three events per sample) with `append_all` in large batches, untimed,
@@ -303,6 +304,8 @@ fn new_hist() -> Result<Histogram<u64>> {
 struct ClientResult {
     /// Latencies of the successful commands that completed inside the window.
     hist: Histogram<u64>,
+    /// The same, by command kind (register, receive, validate).
+    by_kind: [Histogram<u64>; 3],
     /// Failed commands that completed inside the window.
     errors: u64,
     /// Successful commands, warm-up included.
@@ -316,6 +319,7 @@ impl ClientResult {
     fn new() -> Result<Self> {
         Ok(Self {
             hist: new_hist()?,
+            by_kind: [new_hist()?, new_hist()?, new_hist()?],
             errors: 0,
             ok: 0,
             registered: 0,
@@ -325,6 +329,9 @@ impl ClientResult {
 
     fn merge(&mut self, other: Self) -> Result<()> {
         self.hist.add(&other.hist)?;
+        for (mine, theirs) in self.by_kind.iter_mut().zip(&other.by_kind) {
+            mine.add(theirs)?;
+        }
         self.errors += other.errors;
         self.ok += other.ok;
         self.registered += other.registered;
@@ -349,7 +356,11 @@ impl ClientResult {
         command: SampleCommand,
         window: (Instant, Instant),
     ) -> bool {
-        let registers = matches!(command, SampleCommand::Register { .. });
+        let kind = match command {
+            SampleCommand::Register { .. } => 0,
+            SampleCommand::Receive { .. } => 1,
+            _ => 2,
+        };
         let context = CommandContext::new("bench");
         let t0 = Instant::now();
         let result = store
@@ -360,10 +371,11 @@ impl ClientResult {
         match result {
             Ok(outcome) if !outcome.duplicate => {
                 self.ok += 1;
-                self.registered += u64::from(registers);
+                self.registered += u64::from(kind == 0);
                 if in_window {
                     let micros = u64::try_from((t1 - t0).as_micros()).unwrap_or(u64::MAX);
                     self.hist.saturating_record(micros.max(1));
+                    self.by_kind[kind].saturating_record(micros.max(1));
                 }
                 true
             }
@@ -514,6 +526,24 @@ async fn run_commands(args: &Args, mode: Mode, clients: usize) -> Result<()> {
         if consistent { "OK" } else { "MISMATCH" },
         hist.max() as f64 / 1000.0
     );
+    if mode == Mode::Lifecycle {
+        let kinds = ["register", "receive", "validate"];
+        let detail: Vec<String> = kinds
+            .iter()
+            .zip(&total.by_kind)
+            .map(|(kind, h)| {
+                let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+                format!(
+                    "{kind}: n={} p50_ms={:.3} p95_ms={:.3} p99_ms={:.3}",
+                    h.len(),
+                    ms(0.50),
+                    ms(0.95),
+                    ms(0.99)
+                )
+            })
+            .collect();
+        eprintln!("by command: {}", detail.join("; "));
+    }
     if let Some(error) = &total.first_error {
         eprintln!("first error: {error}");
     }
