@@ -60,6 +60,10 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Register with `ExpectedVersion::Any` (load, then decide) rather than the web edge's
+/// `Exactly(0)`, which decides on the empty state without a read.
+static REGISTER_LOADS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 type Result<T, E = BoxError> = std::result::Result<T, E>;
 
 const USAGE: &str = "\
@@ -74,6 +78,8 @@ usage: cargo bench -p event-sourcing --bench store -- [commands|replay|all] [opt
   --seed-batch 2000          append requests per append_all call while seeding
   --writers N                the store's batch writers (default: StoreConfig's)
   --keep-db                  keep the benchmark databases instead of dropping them
+  --register-load            register with ExpectedVersion::Any (load first) instead of
+                             the product's path, ExpectedVersion::Exactly(0) (no read)
 
 The server is DATABASE_URL's (default postgres://postgres@127.0.0.1:5432), always
 with sslmode=disable. Unknown arguments (such as cargo's --bench) are ignored.";
@@ -194,6 +200,7 @@ impl Args {
                 "--seed-batch" => args.seed_batch = parse_value(&flag, &value()?)?,
                 "--writers" => args.config.writers = parse_value(&flag, &value()?)?,
                 "--keep-db" => args.keep_db = true,
+                "--register-load" => REGISTER_LOADS.store(true, Ordering::Relaxed),
                 "-h" | "--help" => return Ok(None),
                 // `cargo bench` passes this to every bench binary.
                 "--bench" => {}
@@ -362,9 +369,14 @@ impl ClientResult {
             _ => 2,
         };
         let context = CommandContext::new("bench");
+        let expected = if kind == 0 && !REGISTER_LOADS.load(Ordering::Relaxed) {
+            ExpectedVersion::Exactly(0)
+        } else {
+            ExpectedVersion::Any
+        };
         let t0 = Instant::now();
         let result = store
-            .execute::<Sample>(id.as_uuid(), command, &context, ExpectedVersion::Any)
+            .execute::<Sample>(id.as_uuid(), command, &context, expected)
             .await;
         let t1 = Instant::now();
         let in_window = t1 >= window.0 && t1 <= window.1;

@@ -3,6 +3,7 @@
 //! the whole log in order.
 
 mod append;
+mod cache;
 mod error;
 mod follow;
 mod metadata;

@@ -4,7 +4,7 @@ use crate::append::{AppendRequest, NewEvent, SnapshotWrite, UniqueClaim};
 use crate::error::{CommandError, StoreError};
 use crate::follow::LogCursor;
 use crate::metadata::CommandContext;
-use crate::store::EventStore;
+use crate::store::{EventStore, Loaded};
 use cqrs::{Aggregate, DomainEvent};
 use uuid::Uuid;
 
@@ -37,6 +37,11 @@ const MAX_ATTEMPTS: usize = 5;
 impl EventStore {
     /// Executes `command` against aggregate `aggregate_id`.
     ///
+    /// The aggregate's state comes from the cache of recently written states when it is
+    /// there (see [`crate::cache`]); a command that must create the aggregate
+    /// (`Exactly(0)`) is decided on the empty state without a read. Both are guesses that
+    /// the append's version check confirms.
+    ///
     /// A repeat of a command id that already succeeded returns the first outcome and
     /// appends nothing. The check is made only when the command would otherwise fail
     /// (rejected, conflicting, or its id already recorded), so the common path costs no
@@ -57,13 +62,18 @@ impl EventStore {
     where
         A::Command: Clone,
     {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let loaded = self.load::<A>(aggregate_id).await?;
+        let mut read_fresh = false;
+        for attempt in 1..=MAX_ATTEMPTS {
+            let (loaded, fresh) = self
+                .current::<A>(aggregate_id, expected, read_fresh)
+                .await?;
+            read_fresh = true;
             if let ExpectedVersion::Exactly(v) = expected
                 && v != loaded.version
             {
+                if !fresh {
+                    continue;
+                }
                 return self
                     .repeated_or(
                         context,
@@ -76,6 +86,8 @@ impl EventStore {
             }
             let events = match loaded.state.handle(command.clone()) {
                 Ok(events) => events,
+                // A rejection must hold against the stored state, not a cached guess.
+                Err(_) if !fresh => continue,
                 Err(rejection) => {
                     return match self.command_outcome(context.command_id).await? {
                         Some(first) => Ok(repeat(first)),
@@ -93,10 +105,12 @@ impl EventStore {
                     duplicate: false,
                 });
             }
-            let request =
+            let (request, new_state) =
                 self.request::<A>(aggregate_id, loaded.version, loaded.state, &events, context)?;
             match self.append(request).await {
                 Ok(appended) => {
+                    self.cache
+                        .put(aggregate_id, new_state, appended.last_version);
                     return Ok(CommandOutcome {
                         aggregate_id,
                         command_id: context.command_id,
@@ -106,23 +120,64 @@ impl EventStore {
                         duplicate: false,
                     });
                 }
-                Err(StoreError::Conflict { .. })
-                    if expected == ExpectedVersion::Any && attempt < MAX_ATTEMPTS =>
-                {
+                Err(StoreError::Conflict { .. }) if expected == ExpectedVersion::Any || !fresh => {
+                    self.cache.forget(aggregate_id);
                     if let Some(first) = self.command_outcome(context.command_id).await? {
                         return Ok(repeat(first));
                     }
                     tracing::debug!(
                         attempt,
-                        "concurrent change; deciding again on the newer state"
+                        "concurrent change; deciding again on the stored state"
                     );
                 }
                 Err(error @ (StoreError::Conflict { .. } | StoreError::DuplicateCommand(_))) => {
+                    self.cache.forget(aggregate_id);
                     return self.repeated_or(context, error).await;
                 }
-                Err(error) => return Err(error.into()),
+                Err(error) => {
+                    self.cache.forget(aggregate_id);
+                    return Err(error.into());
+                }
             }
         }
+        let last_expected = match expected {
+            ExpectedVersion::Exactly(v) => v,
+            ExpectedVersion::Any => 0,
+        };
+        self.repeated_or(
+            context,
+            StoreError::Conflict {
+                aggregate_id,
+                expected: last_expected,
+            },
+        )
+        .await
+    }
+
+    /// The aggregate as the command should see it, and whether it was read just now.
+    /// Unless `read_fresh`, a command that must create the aggregate starts from the empty
+    /// state and any other starts from the cached state, both without a read.
+    async fn current<A: Aggregate>(
+        &self,
+        aggregate_id: Uuid,
+        expected: ExpectedVersion,
+        read_fresh: bool,
+    ) -> Result<(Loaded<A>, bool), StoreError> {
+        if !read_fresh {
+            if expected == ExpectedVersion::Exactly(0) {
+                return Ok((
+                    Loaded {
+                        state: A::default(),
+                        version: 0,
+                    },
+                    false,
+                ));
+            }
+            if let Some((state, version)) = self.cache.get::<A>(aggregate_id) {
+                return Ok((Loaded { state, version }, false));
+            }
+        }
+        Ok((self.load::<A>(aggregate_id).await?, true))
     }
 
     async fn repeated_or<R>(
@@ -143,7 +198,7 @@ impl EventStore {
         state: A,
         events: &[A::Event],
         context: &CommandContext,
-    ) -> Result<AppendRequest, StoreError> {
+    ) -> Result<(AppendRequest, A), StoreError> {
         let metadata = context.event_metadata();
         let new_events = events
             .iter()
@@ -167,8 +222,8 @@ impl EventStore {
             .collect();
         let last_version = version + events.len() as u64;
         let every = self.config().snapshot_every;
+        let state = state.fold(events.iter());
         let snapshot = if every > 0 && last_version / every > version / every {
-            let state = state.fold(events.iter());
             Some(SnapshotWrite {
                 state_version: A::SNAPSHOT_VERSION,
                 state: serde_json::to_string(&state)?,
@@ -176,7 +231,7 @@ impl EventStore {
         } else {
             None
         };
-        Ok(AppendRequest {
+        let request = AppendRequest {
             aggregate_type: A::TYPE,
             aggregate_id,
             expected_version: version,
@@ -184,7 +239,8 @@ impl EventStore {
             command_id: Some(context.command_id),
             unique_claims,
             snapshot,
-        })
+        };
+        Ok((request, state))
     }
 }
 

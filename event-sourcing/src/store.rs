@@ -1,6 +1,7 @@
 //! The PostgreSQL event store.
 
 use crate::append::{self, AppendRequest, Appended, BatchLimits, Pending};
+use crate::cache::StateCache;
 use crate::error::StoreError;
 use crate::follow::{self, EVENT_COLUMNS, LogCursor, StoredEvent};
 use cqrs::Aggregate;
@@ -8,6 +9,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use serde::de::DeserializeOwned;
 use sqlx::types::Json;
 use sqlx::{PgPool, Row};
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
@@ -22,6 +24,8 @@ pub struct StoreConfig {
     pub max_batch_requests: usize,
     /// Most events grouped into one commit.
     pub max_batch_events: usize,
+    /// Aggregate states kept after a command so the next one skips the read (0: none).
+    pub state_cache_capacity: usize,
 }
 
 impl Default for StoreConfig {
@@ -31,6 +35,7 @@ impl Default for StoreConfig {
             writers: 2,
             max_batch_requests: 64,
             max_batch_events: 1024,
+            state_cache_capacity: 10_000,
         }
     }
 }
@@ -42,6 +47,7 @@ pub struct EventStore {
     config: StoreConfig,
     queue: mpsc::Sender<Pending>,
     committed: watch::Receiver<u64>,
+    pub(crate) cache: Arc<StateCache>,
 }
 
 /// An aggregate rebuilt from its snapshot and later events.
@@ -64,11 +70,13 @@ impl EventStore {
             },
             committed_tx,
         );
+        let cache = Arc::new(StateCache::new(config.state_cache_capacity));
         Self {
             pool,
             config,
             queue,
             committed,
+            cache,
         }
     }
 

@@ -500,3 +500,49 @@ async fn a_follower_under_8_concurrent_writers_sees_every_event_once_in_order() 
     );
     Ok(())
 }
+
+/// Two processes share the database; each caches the states it wrote. A stale cached
+/// state must never produce a wrong answer: a rejection is confirmed against the stored
+/// state, and an acceptance is confirmed by the append's version check.
+#[tokio::test]
+async fn a_stale_cached_state_never_decides_wrongly() -> TestResult {
+    let (pool, _) = fresh_database(10).await?;
+    let first = EventStore::new(pool.clone(), StoreConfig::default());
+    let second = EventStore::new(pool, StoreConfig::default());
+    let id = Uuid::now_v7();
+    let run = |store: &EventStore, command| {
+        let store = store.clone();
+        async move {
+            store
+                .execute::<Sample>(id, command, &CommandContext::new("t"), ExpectedVersion::Any)
+                .await
+        }
+    };
+    run(&first, register(id, "BC-STALE")).await?; // `first` caches: registered, v1
+    run(&second, SampleCommand::Receive { notes: None }).await?; // v2, unseen by `first`
+
+    // On the cached state validation would be refused ("only a received sample...").
+    let validated = run(&first, SampleCommand::Validate { notes: None }).await?;
+    assert_eq!(validated.last_version, 3);
+
+    // `first` now caches v3 (validated); `second` still believes v2 (received) and would
+    // accept a rejection, but the stored sample is validated: refused, nothing appended.
+    let refused = run(
+        &second,
+        SampleCommand::Reject {
+            reason: Note::parse("late")?,
+        },
+    )
+    .await;
+    assert!(
+        matches!(
+            refused,
+            Err(CommandError::Rejected(SampleRejection::CannotReject(
+                cqrs::sample::SampleStatus::Validated
+            )))
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(versions(&first, id).await?, vec![1, 2, 3]);
+    Ok(())
+}

@@ -189,6 +189,37 @@ impl Browser {
             .to_owned())
     }
 
+    /// Waits (up to 5 s) for a sample's page, `/samples/{uuid}`: a click that submits a
+    /// form returns before the next page has loaded.
+    async fn wait_for_sample_page(&self) -> Result<String, BoxError> {
+        for _ in 0..100 {
+            let url = self.url().await?;
+            if url
+                .rsplit_once("/samples/")
+                .is_some_and(|(_, id)| uuid::Uuid::parse_str(id).is_ok())
+            {
+                return Ok(url);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err("the sample's page did not open".into())
+    }
+
+    /// Waits (up to 5 s) for `css` to show exactly `expected`.
+    async fn wait_for_text(&self, css: &str, expected: &str) -> Result<(), BoxError> {
+        let mut last = String::new();
+        for _ in 0..100 {
+            if let Ok(text) = self.text(css).await {
+                if text == expected {
+                    return Ok(());
+                }
+                last = text;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(format!("{css} shows {last:?}, expected {expected:?}").into())
+    }
+
     async fn close(self) {
         let _ = self.http.delete(&self.session).send().await;
     }
@@ -244,8 +275,8 @@ async fn scenario(b: &Browser, base: &str) -> TestResult {
     .await?;
     b.type_into("#volume_ul", "450").await?;
     b.click("button[type=submit]").await?;
-    assert!(b.url().await?.contains("/samples/"), "on the sample page");
-    assert_eq!(b.text("#status").await?, "registered");
+    b.wait_for_sample_page().await?;
+    b.wait_for_text("#status", "registered").await?;
     let timeline = b.text("#timeline").await?;
     assert!(
         timeline.contains("Registered") && timeline.contains("Dana Lee"),
@@ -256,15 +287,16 @@ async fn scenario(b: &Browser, base: &str) -> TestResult {
     b.goto(&format!("{base}/samples")).await?;
     assert_eq!(b.focused_id().await?, "q");
     b.type_into("#q", &format!("WARD7-0042{ENTER}")).await?;
-    assert_eq!(b.text("h1 .mono").await?, "WARD7-0042");
+    b.wait_for_sample_page().await?;
+    b.wait_for_text("h1 .mono", "WARD7-0042").await?;
 
     // Receive (the operator is remembered), then reject with a reason.
     b.type_into("#receive-notes", "arrived on dry ice").await?;
     b.click("#receive").await?;
-    assert_eq!(b.text("#status").await?, "received");
+    b.wait_for_text("#status", "received").await?;
     b.type_into("#reject-reason", "haemolysed").await?;
     b.click("#reject").await?;
-    assert_eq!(b.text("#status").await?, "rejected");
+    b.wait_for_text("#status", "rejected").await?;
     let timeline = b.text("#timeline").await?;
     for expected in [
         "Received",
