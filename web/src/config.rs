@@ -48,6 +48,8 @@ pub struct Settings {
     pub database_max_connections: u32,
     /// `TRACSEQ_LISTEN` (use port 0 for any free port)
     pub listen: SocketAddr,
+    /// `SCHEMA_REGISTRY_LISTEN`: where `tracseq schema-registry` listens
+    pub schema_registry_listen: SocketAddr,
     /// `TRACSEQ_LOG_FORMAT`: `human` or `json`
     pub log_format: LogFormat,
     /// `TRACSEQ_SNAPSHOT_EVERY`: events between snapshots of an aggregate (0 = never)
@@ -116,6 +118,11 @@ impl Settings {
                 &lookup,
                 "TRACSEQ_LISTEN",
                 SocketAddr::from(([127, 0, 0, 1], 8080)),
+            )?,
+            schema_registry_listen: parse(
+                &lookup,
+                "SCHEMA_REGISTRY_LISTEN",
+                SocketAddr::from(([127, 0, 0, 1], 8081)),
             )?,
             log_format,
             snapshot_every: parse(&lookup, "TRACSEQ_SNAPSHOT_EVERY", 50)?,

@@ -1,29 +1,40 @@
-//! The `tracseq` binary: `tracseq [serve]` runs the platform.
+//! The `tracseq` binary.
+//!
+//! - `tracseq [serve]` runs the platform (UI, API, projections).
+//! - `tracseq schema-registry` runs the Confluent-compatible schema registry used by
+//!   local runs and tests (`SCHEMA_REGISTRY_LISTEN`, default 127.0.0.1:8081).
 
+use std::process::ExitCode;
 use web::{Application, Settings, telemetry};
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn main() -> ExitCode {
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
         Err(error) => {
             eprintln!("tracseq: {error}");
-            return std::process::ExitCode::from(2);
+            return ExitCode::from(2);
         }
     };
     telemetry::init(settings.log_format);
     match std::env::args().nth(1).as_deref() {
-        None | Some("serve") => {}
+        None | Some("serve") => serve(settings).await,
+        Some("schema-registry") => schema_registry(settings).await,
         Some(other) => {
-            eprintln!("tracseq: unknown command '{other}'; usage: tracseq [serve]");
-            return std::process::ExitCode::from(2);
+            eprintln!(
+                "tracseq: unknown command '{other}'; usage: tracseq [serve | schema-registry]"
+            );
+            ExitCode::from(2)
         }
     }
+}
+
+async fn serve(settings: Settings) -> ExitCode {
     let app = match Application::build(settings.clone()).await {
         Ok(app) => app,
         Err(error) => {
             tracing::error!(%error, "start-up failed");
-            return std::process::ExitCode::FAILURE;
+            return ExitCode::FAILURE;
         }
     };
     tracing::info!(
@@ -32,10 +43,20 @@ async fn main() -> std::process::ExitCode {
         "TracSeq is serving"
     );
     match app.run_until_stopped().await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "server failed");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn schema_registry(settings: Settings) -> ExitCode {
+    match web::startup::run_schema_registry(&settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "schema registry failed");
+            ExitCode::FAILURE
         }
     }
 }

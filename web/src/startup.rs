@@ -6,6 +6,7 @@ use crate::read_model::SamplesProjection;
 use crate::routes;
 use crate::samples::SampleService;
 use event_sourcing::{EventStore, MIGRATOR, ProjectionRunner, StoreConfig};
+use kafka::registry::{RegistryServer, RegistryStore};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 use std::str::FromStr;
@@ -39,13 +40,7 @@ pub struct Application {
 impl Application {
     /// Connects to the database (creating it when missing), migrates it, and binds.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let options = PgConnectOptions::from_str(settings.database_url.expose())?;
-        create_database_if_missing(&options).await?;
-        let pool = PgPoolOptions::new()
-            .max_connections(settings.database_max_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
-            .await?;
+        let pool = connect(&settings).await?;
         Self::with_pool(pool, &settings).await
     }
 
@@ -85,6 +80,27 @@ impl Application {
             .with_graceful_shutdown(shutdown_signal())
             .await
     }
+}
+
+/// Runs the schema registry until Ctrl-C or SIGTERM, its state in the platform's database.
+pub async fn run_schema_registry(settings: &Settings) -> Result<(), StartupError> {
+    let pool = connect(settings).await?;
+    MIGRATOR.run(&pool).await?;
+    let server =
+        RegistryServer::bind(RegistryStore::new(pool), settings.schema_registry_listen).await?;
+    tracing::info!(url = %format!("http://{}", server.local_addr()?), "schema registry is serving");
+    server.serve(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn connect(settings: &Settings) -> Result<PgPool, StartupError> {
+    let options = PgConnectOptions::from_str(settings.database_url.expose())?;
+    create_database_if_missing(&options).await?;
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.database_max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await?)
 }
 
 async fn create_database_if_missing(options: &PgConnectOptions) -> Result<(), sqlx::Error> {
