@@ -8,6 +8,7 @@
 # Settings: DATABASE_URL, TRACSEQ_LISTEN, TRACSEQ_LOG_FORMAT (see README.md).
 set -euo pipefail
 cd "$(dirname "$0")"
+export PATH="$HOME/.cargo/bin:$PATH"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -53,7 +54,21 @@ ensure_postgres() {
 
 ensure_toolchain() {
   command -v cargo >/dev/null 2>&1 || die "cargo (Rust 1.95+) is required: https://rustup.rs"
-  if ! command -v cc >/dev/null 2>&1; then apt_install build-essential; fi
+  local missing=()
+  command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+  # librdkafka is built from source (rdkafka's cmake-build) and wants cmake and curl headers.
+  command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+  [ -e /usr/include/x86_64-linux-gnu/curl/curl.h ] || [ -e /usr/include/curl/curl.h ] || missing+=(libcurl4-openssl-dev)
+  [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+}
+
+# The local Kafka-protocol broker (tansu). Built once with cargo and kept in ~/.cargo/bin.
+TANSU_VERSION=0.6.0
+ensure_tansu() {
+  if ! command -v tansu >/dev/null 2>&1; then
+    log "installing the tansu broker $TANSU_VERSION (cargo install, takes 10-15 minutes once)"
+    cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore
+  fi
 }
 
 cmd_local() {
@@ -78,6 +93,7 @@ cmd_test() {
   ensure_postgres
   ensure_toolchain
   ensure_browser
+  ensure_tansu   # the Kafka tests start brokers of their own with it
   # Tests create one database each on this server.
   export DATABASE_URL="$PG_ADMIN_URL/postgres"
   log "dropping databases left by earlier test runs"
@@ -87,7 +103,7 @@ cmd_test() {
   cargo fmt --all -- --check
   log "cargo clippy"
   cargo clippy --locked --workspace --all-targets -- -D warnings
-  log "cargo test (unit, integration against PostgreSQL, HTTP, headless browser)"
+  log "cargo test (unit, integration against PostgreSQL and a Kafka broker, HTTP, headless browser)"
   cargo test --locked --workspace
 }
 

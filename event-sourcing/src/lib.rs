@@ -15,7 +15,7 @@ pub mod testkit;
 pub use append::{AppendRequest, Appended, NewEvent, SnapshotWrite, UniqueClaim};
 pub use error::{CommandError, StoreError};
 pub use follow::{LogCursor, StoredEvent};
-pub use metadata::{CommandContext, EventMetadata};
+pub use metadata::{CommandContext, EventMetadata, new_traceparent};
 pub use projection::{Projection, ProjectionError, ProjectionHandle, ProjectionRunner};
 pub use repository::{CommandOutcome, ExpectedVersion};
 pub use store::{EventStore, Loaded, RecordedCommand, StoreConfig};

@@ -21,7 +21,8 @@ pub struct CommandContext {
 }
 
 impl CommandContext {
-    /// A context for a fresh command with no cause but the user's request.
+    /// A context for a fresh command with no cause but the user's request; it starts a
+    /// new trace (replace `traceparent` when the command arrived inside one).
     pub fn new(user: impl Into<String>) -> Self {
         let command_id = Uuid::now_v7();
         Self {
@@ -29,7 +30,7 @@ impl CommandContext {
             user: user.into(),
             correlation_id: command_id,
             causation_id: command_id,
-            traceparent: None,
+            traceparent: Some(new_traceparent()),
             tracestate: None,
         }
     }
@@ -56,6 +57,13 @@ impl CommandContext {
             tracestate: self.tracestate.clone(),
         }
     }
+}
+
+/// A W3C `traceparent` for a new sampled root span: `00-<trace id>-<span id>-01`.
+pub fn new_traceparent() -> String {
+    let trace = Uuid::new_v4().simple().to_string();
+    let span = Uuid::new_v4().simple().to_string();
+    format!("00-{trace}-{}-01", &span[..16])
 }
 
 /// Stored beside each event's payload.

@@ -19,14 +19,7 @@ fn traceparent(headers: &HeaderMap) -> String {
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
         .filter(|v| valid(v))
-        .map_or_else(
-            || {
-                let trace = Uuid::new_v4().simple().to_string();
-                let span = &Uuid::new_v4().simple().to_string()[..16];
-                format!("00-{trace}-{span}-01")
-            },
-            str::to_owned,
-        )
+        .map_or_else(event_sourcing::new_traceparent, str::to_owned)
 }
 
 /// A command context for `user`, with `command_id` when the caller chose one.

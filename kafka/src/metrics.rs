@@ -1,0 +1,138 @@
+//! Prometheus metrics of the event pipeline, registered in one registry that `/metrics`
+//! exports.
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+/// Metrics of the outbox relay and its circuit breakers.
+#[derive(Clone)]
+pub struct PipelineMetrics {
+    pub registry: Registry,
+    pub outbox_backlog: IntGauge,
+    pub events_published: IntCounterVec,
+    pub publish_failures: IntCounterVec,
+    pub publish_duration: Histogram,
+    pub publish_lag: Histogram,
+    pub circuit_breaker_state: IntGaugeVec,
+    pub circuit_breaker_transitions: IntCounterVec,
+    pub retry_attempts: IntCounterVec,
+    pub stage_duration: HistogramVec,
+}
+
+fn latency_buckets() -> Vec<f64> {
+    vec![
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ]
+}
+
+impl PipelineMetrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn new(registry: Registry) -> Result<Self, prometheus::Error> {
+        let outbox_backlog = IntGauge::new(
+            "cqrs_outbox_backlog",
+            "Outbox rows not yet acknowledged by Kafka",
+        )?;
+        let events_published = IntCounterVec::new(
+            Opts::new(
+                "cqrs_events_published_total",
+                "Events published to Kafka and acknowledged",
+            ),
+            &["topic", "event_type"],
+        )?;
+        let publish_failures = IntCounterVec::new(
+            Opts::new(
+                "cqrs_publish_failures_total",
+                "Events Kafka did not acknowledge",
+            ),
+            &["topic"],
+        )?;
+        let publish_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "cqrs_publish_duration_seconds",
+                "From sending a relay batch to the last acknowledgement",
+            )
+            .buckets(latency_buckets()),
+        )?;
+        let publish_lag = Histogram::with_opts(
+            HistogramOpts::new(
+                "cqrs_publish_lag_seconds",
+                "From an event's commit to Kafka's acknowledgement",
+            )
+            .buckets(latency_buckets()),
+        )?;
+        let circuit_breaker_state = IntGaugeVec::new(
+            Opts::new(
+                "cqrs_circuit_breaker_state",
+                "Circuit breaker state: 0 closed, 1 open, 2 half-open",
+            ),
+            &["name"],
+        )?;
+        let circuit_breaker_transitions = IntCounterVec::new(
+            Opts::new(
+                "cqrs_circuit_breaker_total",
+                "Circuit breaker state transitions",
+            ),
+            &["name", "state"],
+        )?;
+        let retry_attempts = IntCounterVec::new(
+            Opts::new(
+                "cqrs_retry_attempts_total",
+                "Retries after a transient failure",
+            ),
+            &["operation"],
+        )?;
+        let stage_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "cqrs_relay_stage_duration_seconds",
+                "Time spent per relay stage",
+            )
+            .buckets(latency_buckets()),
+            &["stage"],
+        )?;
+        registry.register(Box::new(outbox_backlog.clone()))?;
+        registry.register(Box::new(events_published.clone()))?;
+        registry.register(Box::new(publish_failures.clone()))?;
+        registry.register(Box::new(publish_duration.clone()))?;
+        registry.register(Box::new(publish_lag.clone()))?;
+        registry.register(Box::new(circuit_breaker_state.clone()))?;
+        registry.register(Box::new(circuit_breaker_transitions.clone()))?;
+        registry.register(Box::new(retry_attempts.clone()))?;
+        registry.register(Box::new(stage_duration.clone()))?;
+        Ok(Self {
+            registry,
+            outbox_backlog,
+            events_published,
+            publish_failures,
+            publish_duration,
+            publish_lag,
+            circuit_breaker_state,
+            circuit_breaker_transitions,
+            retry_attempts,
+            stage_duration,
+        })
+    }
+
+    /// A breaker-transition callback that keeps `name`'s state and counts its transitions.
+    pub fn breaker_observer(&self, name: &str) -> crate::breaker::OnTransition {
+        let (state, transitions, name) = (
+            self.circuit_breaker_state.clone(),
+            self.circuit_breaker_transitions.clone(),
+            name.to_owned(),
+        );
+        Box::new(move |s| {
+            state.with_label_values(&[&name]).set(s.code());
+            transitions.with_label_values(&[&name, s.as_str()]).inc();
+        })
+    }
+
+    /// The text exposition of every metric in the registry.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let encoder = prometheus::TextEncoder::new();
+        if let Err(error) = encoder.encode_utf8(&self.registry.gather(), &mut out) {
+            tracing::error!(%error, "metrics could not be encoded");
+        }
+        out
+    }
+}
