@@ -22,6 +22,9 @@ pub enum ProjectionError {
     Decode(#[from] serde_json::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The projection refused the event (e.g. it arrived before its predecessor).
+    #[error("{0}")]
+    Rejected(String),
 }
 
 /// A read model kept up to date from the log.

@@ -4,9 +4,11 @@
 
 pub mod avro;
 pub mod breaker;
+pub mod consumer;
 pub mod metrics;
 pub mod registry;
 pub mod relay;
 pub mod retry;
+pub mod testkit;
 pub mod topics;
 pub mod wire;

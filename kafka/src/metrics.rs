@@ -18,6 +18,9 @@ pub struct PipelineMetrics {
     pub circuit_breaker_transitions: IntCounterVec,
     pub retry_attempts: IntCounterVec,
     pub stage_duration: HistogramVec,
+    pub consumer_events: IntCounterVec,
+    pub dead_letters: IntCounterVec,
+    pub projection_lag: prometheus::GaugeVec,
 }
 
 fn latency_buckets() -> Vec<f64> {
@@ -90,6 +93,30 @@ impl PipelineMetrics {
             .buckets(latency_buckets()),
             &["stage"],
         )?;
+        let consumer_events = IntCounterVec::new(
+            Opts::new(
+                "cqrs_consumer_events_total",
+                "Events handled by consumers, by outcome",
+            ),
+            &["consumer", "outcome"],
+        )?;
+        let dead_letters = IntCounterVec::new(
+            Opts::new(
+                "cqrs_dead_letters_total",
+                "Messages sent to the dead-letter topic",
+            ),
+            &["consumer", "event_type"],
+        )?;
+        let projection_lag = prometheus::GaugeVec::new(
+            Opts::new(
+                "cqrs_projection_lag_seconds",
+                "Age of the newest event a projection has applied, when applied",
+            ),
+            &["consumer"],
+        )?;
+        registry.register(Box::new(consumer_events.clone()))?;
+        registry.register(Box::new(dead_letters.clone()))?;
+        registry.register(Box::new(projection_lag.clone()))?;
         registry.register(Box::new(outbox_backlog.clone()))?;
         registry.register(Box::new(events_published.clone()))?;
         registry.register(Box::new(publish_failures.clone()))?;
@@ -110,6 +137,9 @@ impl PipelineMetrics {
             circuit_breaker_transitions,
             retry_attempts,
             stage_duration,
+            consumer_events,
+            dead_letters,
+            projection_lag,
         })
     }
 

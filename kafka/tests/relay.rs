@@ -2,16 +2,14 @@
 //! PostgreSQL: every committed event reaches Kafka once at least, in order per sample,
 //! through a broker outage, a killed relay, and two relays at once.
 
-mod support;
-
 use kafka::metrics::PipelineMetrics;
 use kafka::relay::{OutboxRelay, RelayConfig};
+use kafka::testkit::{BoxError, Broker, lab_day, read_topic, registry, store};
 use kafka::topics::SAMPLE_EVENTS;
 use kafka::wire::WireCodec;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{BoxError, Broker, lab_day, read_topic, registry, store};
 use tokio::sync::watch;
 use uuid::Uuid;
 

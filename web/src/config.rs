@@ -56,6 +56,14 @@ pub struct Settings {
     pub snapshot_every: u64,
     /// `TRACSEQ_READ_YOUR_WRITES_MS`: how long a command waits for the read side to catch up
     pub read_your_writes_ms: u64,
+    /// `KAFKA_BROKERS`: when set, events are published to Kafka by the outbox relay and
+    /// the read tables are fed by Kafka consumers; unset, projections follow the event
+    /// log in-process and nothing is published.
+    pub kafka_brokers: Option<String>,
+    /// `SCHEMA_REGISTRY_URL`
+    pub schema_registry_url: String,
+    /// `TRACSEQ_CONSUMER_SESSION_TIMEOUT_MS`: consumer-group session timeout
+    pub consumer_session_timeout_ms: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +135,16 @@ impl Settings {
             log_format,
             snapshot_every: parse(&lookup, "TRACSEQ_SNAPSHOT_EVERY", 50)?,
             read_your_writes_ms: parse(&lookup, "TRACSEQ_READ_YOUR_WRITES_MS", 2000)?,
+            kafka_brokers: lookup("KAFKA_BROKERS")
+                .map(|b| b.trim().to_owned())
+                .filter(|b| !b.is_empty()),
+            schema_registry_url: lookup("SCHEMA_REGISTRY_URL")
+                .unwrap_or_else(|| "http://127.0.0.1:8081".to_owned()),
+            consumer_session_timeout_ms: parse(
+                &lookup,
+                "TRACSEQ_CONSUMER_SESSION_TIMEOUT_MS",
+                6000,
+            )?,
         })
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod error;
+pub mod pipeline;
 pub mod read_model;
 pub mod routes;
 pub mod samples;

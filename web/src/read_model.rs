@@ -4,13 +4,100 @@
 use chrono::{DateTime, Utc};
 use cqrs::sample::{SampleEvent, SampleStatus, SampleType, TemperatureZone, VolumeUl};
 use event_sourcing::{Projection, ProjectionError, StoredEvent};
+use kafka::avro::EventHeader;
+use kafka::consumer::{EventHandler, HandlerError};
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-/// Applies sample events to the `samples` table. Idempotent: a row only moves forward in
-/// version, so an event seen twice changes nothing.
+/// Why an event could not be applied to the samples table.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("samples table: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The event's predecessor has not been applied (it was dead-lettered, say).
+    #[error("sample {sample_id} is at version {at:?}; event version {version} must follow version {}", version - 1)]
+    OutOfOrder {
+        sample_id: Uuid,
+        version: u64,
+        at: Option<i64>,
+    },
+}
+
+/// Applies one sample event to the `samples` table. Idempotent, and strict about order: a
+/// row only moves from version `v - 1` to `v`, so an event seen twice changes nothing and
+/// an event whose predecessor is missing is refused rather than half applied.
+pub async fn apply_sample_event(
+    conn: &mut PgConnection,
+    sample_id: Uuid,
+    version: u64,
+    recorded_at: DateTime<Utc>,
+    who: &str,
+    event: &SampleEvent,
+) -> Result<(), ApplyError> {
+    let version_i64 = i64::try_from(version).unwrap_or(i64::MAX);
+    let (status, reason) = match event {
+        SampleEvent::SampleRegistered { id, details } => {
+            sqlx::query(
+                "INSERT INTO samples (sample_id, barcode, sample_type, status, volume_ul, \
+                 temperature_zone, patient_ref, collected_at, collected_by, registered_at, \
+                 registered_by, last_changed_at, last_changed_by, version) \
+                 VALUES ($1, $2, $3, 'registered', $4::numeric, $5, $6, $7, $8, $9, $10, $9, $10, $11) \
+                 ON CONFLICT (sample_id) DO NOTHING",
+            )
+            .bind(id.as_uuid())
+            .bind(details.barcode.as_str())
+            .bind(details.sample_type.code())
+            .bind(details.volume.to_string())
+            .bind(details.temperature_zone.code())
+            .bind(details.patient.as_ref().map(|p| p.as_str()))
+            .bind(details.collected_at)
+            .bind(details.collected_by.as_ref().map(|c| c.as_str()))
+            .bind(recorded_at)
+            .bind(who)
+            .bind(version_i64)
+            .execute(&mut *conn)
+            .await?;
+            return Ok(());
+        }
+        SampleEvent::SampleReceived { .. } => (SampleStatus::Received, None),
+        SampleEvent::SampleValidated { .. } => (SampleStatus::Validated, None),
+        SampleEvent::SampleRejected { reason } => (SampleStatus::Rejected, Some(reason.as_str())),
+    };
+    let updated = sqlx::query(
+        "UPDATE samples SET status = $2, rejection_reason = COALESCE($3, rejection_reason), \
+         last_changed_at = $4, last_changed_by = $5, version = $6 \
+         WHERE sample_id = $1 AND version = $6 - 1",
+    )
+    .bind(sample_id)
+    .bind(status.as_str())
+    .bind(reason)
+    .bind(recorded_at)
+    .bind(who)
+    .bind(version_i64)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if updated == 0 {
+        let at: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM samples WHERE sample_id = $1")
+                .bind(sample_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if at.is_none_or(|v| v < version_i64) {
+            return Err(ApplyError::OutOfOrder {
+                sample_id,
+                version,
+                at,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The samples projection, fed either by following the event log in-process or by a
+/// Kafka consumer group.
 pub struct SamplesProjection;
 
 impl Projection for SamplesProjection {
@@ -25,56 +112,46 @@ impl Projection for SamplesProjection {
             return Ok(());
         }
         let decoded: SampleEvent = serde_json::from_value(event.payload.clone())?;
-        let version = i64::try_from(event.version).unwrap_or(i64::MAX);
-        let who = &event.metadata.user;
-        match decoded {
-            SampleEvent::SampleRegistered { id, details } => {
-                sqlx::query(
-                    "INSERT INTO samples (sample_id, barcode, sample_type, status, volume_ul, \
-                     temperature_zone, patient_ref, collected_at, collected_by, registered_at, \
-                     registered_by, last_changed_at, last_changed_by, version) \
-                     VALUES ($1, $2, $3, 'registered', $4::numeric, $5, $6, $7, $8, $9, $10, $9, $10, $11) \
-                     ON CONFLICT (sample_id) DO NOTHING",
-                )
-                .bind(id.as_uuid())
-                .bind(details.barcode.as_str())
-                .bind(details.sample_type.code())
-                .bind(details.volume.to_string())
-                .bind(details.temperature_zone.code())
-                .bind(details.patient.as_ref().map(|p| p.as_str()))
-                .bind(details.collected_at)
-                .bind(details.collected_by.as_ref().map(|c| c.as_str()))
-                .bind(event.recorded_at)
-                .bind(who)
-                .bind(version)
-                .execute(&mut *conn)
-                .await?;
-            }
-            other => {
-                let (status, reason) = match &other {
-                    SampleEvent::SampleReceived { .. } => (SampleStatus::Received, None),
-                    SampleEvent::SampleValidated { .. } => (SampleStatus::Validated, None),
-                    SampleEvent::SampleRejected { reason } => {
-                        (SampleStatus::Rejected, Some(reason.as_str()))
-                    }
-                    SampleEvent::SampleRegistered { .. } => return Ok(()),
-                };
-                sqlx::query(
-                    "UPDATE samples SET status = $2, rejection_reason = COALESCE($3, rejection_reason), \
-                     last_changed_at = $4, last_changed_by = $5, version = $6 \
-                     WHERE sample_id = $1 AND version < $6",
-                )
-                .bind(event.aggregate_id)
-                .bind(status.as_str())
-                .bind(reason)
-                .bind(event.recorded_at)
-                .bind(who)
-                .bind(version)
-                .execute(&mut *conn)
-                .await?;
-            }
-        }
-        Ok(())
+        apply_sample_event(
+            conn,
+            event.aggregate_id,
+            event.version,
+            event.recorded_at,
+            &event.metadata.user,
+            &decoded,
+        )
+        .await
+        .map_err(|e| match e {
+            ApplyError::Database(db) => ProjectionError::Database(db),
+            other => ProjectionError::Rejected(other.to_string()),
+        })
+    }
+}
+
+impl EventHandler for SamplesProjection {
+    fn name(&self) -> &'static str {
+        "samples"
+    }
+
+    async fn handle(
+        &self,
+        conn: &mut PgConnection,
+        header: &EventHeader,
+        event: &SampleEvent,
+    ) -> Result<(), HandlerError> {
+        apply_sample_event(
+            conn,
+            header.sample_id,
+            header.aggregate_version,
+            header.recorded_at,
+            &header.user,
+            event,
+        )
+        .await
+        .map_err(|e| match e {
+            ApplyError::Database(db) => HandlerError::from(db),
+            other => HandlerError::Permanent(other.to_string()),
+        })
     }
 }
 

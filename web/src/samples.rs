@@ -2,6 +2,7 @@
 //! caller read-your-writes on the samples read table.
 
 use crate::error::{AppError, FieldError};
+use crate::pipeline::Pipeline;
 use crate::read_model;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use cqrs::sample::{
@@ -235,23 +236,44 @@ impl Action {
     }
 }
 
+/// Where the read tables get their events from.
+#[derive(Clone)]
+pub enum ReadSide {
+    /// Projections follow the event log in this process (no Kafka configured).
+    InProcess(Arc<ProjectionHandle>),
+    /// Projections are Kafka consumers, fed through the outbox relay.
+    Kafka(Arc<Pipeline>),
+}
+
+impl ReadSide {
+    pub fn is_running(&self) -> bool {
+        match self {
+            Self::InProcess(handle) => handle.is_running(),
+            Self::Kafka(pipeline) => pipeline.is_running(),
+        }
+    }
+
+    pub fn pipeline(&self) -> Option<&Pipeline> {
+        match self {
+            Self::Kafka(pipeline) => Some(pipeline),
+            Self::InProcess(_) => None,
+        }
+    }
+}
+
 /// Runs sample commands and queries.
 #[derive(Clone)]
 pub struct SampleService {
     store: EventStore,
-    projection: Arc<ProjectionHandle>,
+    read_side: ReadSide,
     read_your_writes: Duration,
 }
 
 impl SampleService {
-    pub fn new(
-        store: EventStore,
-        projection: Arc<ProjectionHandle>,
-        read_your_writes: Duration,
-    ) -> Self {
+    pub fn new(store: EventStore, read_side: ReadSide, read_your_writes: Duration) -> Self {
         Self {
             store,
-            projection,
+            read_side,
             read_your_writes,
         }
     }
@@ -260,8 +282,8 @@ impl SampleService {
         self.store.pool()
     }
 
-    pub fn projection(&self) -> &ProjectionHandle {
-        &self.projection
+    pub fn read_side(&self) -> &ReadSide {
+        &self.read_side
     }
 
     /// Registers a sample. Its id is derived from the command id, so a repeated command
@@ -327,17 +349,38 @@ impl SampleService {
         Ok(outcome)
     }
 
+    /// Waits (briefly) until the samples table shows the command's effect, so the page a
+    /// command leads to shows the new state.
     async fn await_read_side(&self, outcome: &CommandOutcome) {
-        if let Some(cursor) = outcome.cursor
-            && !self
-                .projection
-                .wait_for(cursor, self.read_your_writes)
-                .await
-        {
-            tracing::warn!(
-                ?cursor,
-                "read side did not catch up in time; the page may show older data"
-            );
+        let Some(cursor) = outcome.cursor else { return };
+        let caught_up = match &self.read_side {
+            ReadSide::InProcess(handle) => handle.wait_for(cursor, self.read_your_writes).await,
+            ReadSide::Kafka(_) => self.await_version(outcome).await,
+        };
+        if !caught_up {
+            tracing::warn!(sample = %outcome.aggregate_id, version = outcome.last_version,
+                "read side did not catch up in time; the page may show older data");
+        }
+    }
+
+    async fn await_version(&self, outcome: &CommandOutcome) -> bool {
+        let wanted = i64::try_from(outcome.last_version).unwrap_or(i64::MAX);
+        let deadline = tokio::time::Instant::now() + self.read_your_writes;
+        loop {
+            let version: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM samples WHERE sample_id = $1")
+                    .bind(outcome.aggregate_id)
+                    .fetch_optional(self.store.pool())
+                    .await
+                    .ok()
+                    .flatten();
+            if version.is_some_and(|v| v >= wanted) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 

@@ -2,10 +2,12 @@
 //! router and listener.
 
 use crate::config::Settings;
+use crate::pipeline::Pipeline;
 use crate::read_model::SamplesProjection;
 use crate::routes;
-use crate::samples::SampleService;
+use crate::samples::{ReadSide, SampleService};
 use event_sourcing::{EventStore, MIGRATOR, ProjectionRunner, StoreConfig};
+use kafka::metrics::PipelineMetrics;
 use kafka::registry::{RegistryServer, RegistryStore};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -22,12 +24,17 @@ pub enum StartupError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("cannot listen on the configured address: {0}")]
     Listen(#[from] std::io::Error),
+    #[error(transparent)]
+    Pipeline(#[from] crate::pipeline::PipelineError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
 }
 
 /// Shared by every request handler.
 #[derive(Clone)]
 pub struct AppState {
     pub samples: SampleService,
+    pub metrics: PipelineMetrics,
 }
 
 /// A built application, bound to its port but not yet serving.
@@ -54,13 +61,30 @@ impl Application {
                 ..StoreConfig::default()
             },
         );
-        let projection = ProjectionRunner::new(store.clone(), SamplesProjection).spawn();
+        let metrics = PipelineMetrics::new(prometheus::Registry::new())?;
+        let read_side = match &settings.kafka_brokers {
+            Some(brokers) => {
+                let pipeline =
+                    Pipeline::start(store.pool().clone(), brokers, settings, metrics.clone())
+                        .await?;
+                tracing::info!(%brokers, registry = %settings.schema_registry_url, "events flow through Kafka");
+                ReadSide::Kafka(Arc::new(pipeline))
+            }
+            None => {
+                tracing::warn!(
+                    "KAFKA_BROKERS is not set: projections follow the event log in-process and nothing is published"
+                );
+                ReadSide::InProcess(Arc::new(
+                    ProjectionRunner::new(store.clone(), SamplesProjection).spawn(),
+                ))
+            }
+        };
         let samples = SampleService::new(
             store,
-            Arc::new(projection),
+            read_side,
             Duration::from_millis(settings.read_your_writes_ms),
         );
-        let router = routes::router(AppState { samples });
+        let router = routes::router(AppState { samples, metrics });
         let listener = TcpListener::bind(settings.listen).await?;
         let port = listener.local_addr()?.port();
         Ok(Self {

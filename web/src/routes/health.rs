@@ -20,7 +20,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     )
     .await;
     let database_ok = matches!(database, Ok(Ok(1)));
-    let projection_ok = state.samples.projection().is_running();
+    let projection_ok = state.samples.read_side().is_running();
     let status = if database_ok && projection_ok {
         StatusCode::OK
     } else {

@@ -3,6 +3,7 @@
 mod api;
 mod context;
 mod health;
+mod operations;
 mod ui;
 
 use crate::startup::AppState;
@@ -39,6 +40,22 @@ pub fn router(state: AppState) -> Router {
         .route("/api/samples/{id}", get(api::get))
         .route("/api/samples/{id}/events", get(api::events))
         .route("/api/samples/{id}/{action}", post(api::act))
+        .route("/dead-letters", get(operations::page))
+        .route("/dead-letters/reprocess", post(operations::reprocess_page))
+        .route(
+            "/dead-letters/{id}/reprocess",
+            post(operations::reprocess_page),
+        )
+        .route("/api/dead-letters", get(operations::list_api))
+        .route(
+            "/api/dead-letters/reprocess",
+            post(operations::reprocess_all_api),
+        )
+        .route(
+            "/api/dead-letters/{id}/reprocess",
+            post(operations::reprocess_api),
+        )
+        .route("/metrics", get(operations::metrics))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/health/startup", get(health::startup))

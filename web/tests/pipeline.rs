@@ -1,0 +1,287 @@
+//! The platform with its event pipeline on: commands reach Kafka through the outbox relay
+//! and the samples page is fed by a Kafka consumer group; poison messages go to the dead
+//! letters, and re-processing them once the cause is fixed applies them once.
+
+use kafka::testkit::{Broker, read_topic, registry};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use web::{Application, Settings};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type TestResult = Result<(), BoxError>;
+
+struct Platform {
+    base: String,
+    pool: sqlx::PgPool,
+    http: reqwest::Client,
+    broker: Broker,
+}
+
+impl Platform {
+    async fn start() -> Result<Self, BoxError> {
+        let broker = Broker::start().await?;
+        let (pool, _) = event_sourcing::testkit::fresh_database(20).await?;
+        event_sourcing::MIGRATOR.run(&pool).await?;
+        let registry_url = registry(pool.clone()).await?;
+        let brokers = broker.address.clone();
+        let settings = Settings::from_lookup(|name| match name {
+            "TRACSEQ_LISTEN" => Some("127.0.0.1:0".into()),
+            "KAFKA_BROKERS" => Some(brokers.clone()),
+            "SCHEMA_REGISTRY_URL" => Some(registry_url.clone()),
+            "TRACSEQ_CONSUMER_SESSION_TIMEOUT_MS" => Some("3000".into()),
+            "TRACSEQ_READ_YOUR_WRITES_MS" => Some("8000".into()),
+            _ => None,
+        })?;
+        let app = Application::with_pool(pool.clone(), &settings).await?;
+        let base = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        Ok(Self {
+            base,
+            pool,
+            http: reqwest::Client::new(),
+            broker,
+        })
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Result<(StatusCode, Value), reqwest::Error> {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await?;
+        let status = r.status();
+        Ok((status, r.json().await.unwrap_or(Value::Null)))
+    }
+
+    async fn get(&self, path: &str) -> Result<(StatusCode, Value), reqwest::Error> {
+        let r = self.http.get(format!("{}{path}", self.base)).send().await?;
+        let status = r.status();
+        Ok((status, r.json().await.unwrap_or(Value::Null)))
+    }
+
+    async fn register(&self, barcode: &str) -> Result<Value, BoxError> {
+        let (status, body) = self
+            .post("/api/samples", json!({"barcode": barcode, "sample_type": "serum", "volume_ul": 75, "temperature_zone": "-20"}))
+            .await?;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        Ok(body)
+    }
+
+    /// Polls until `check` holds for the JSON at `path`.
+    async fn eventually(
+        &self,
+        path: &str,
+        within: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> Result<Value, BoxError> {
+        let deadline = Instant::now() + within;
+        loop {
+            let (_, body) = self.get(path).await?;
+            if check(&body) {
+                return Ok(body);
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{path} never satisfied the check: {body}").into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn commands_flow_through_kafka_to_the_samples_page() -> TestResult {
+    let p = Platform::start().await?;
+    let created = p.register("KFK-0001").await?;
+    assert_eq!(
+        created["sample"]["status"], "registered",
+        "read-your-writes through Kafka: {created}"
+    );
+    let id = created["sample_id"].as_str().unwrap_or_default().to_owned();
+    let (status, received) = p
+        .post(
+            &format!("/api/samples/{id}/receive"),
+            json!({"notes": "cold"}),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(received["sample"]["status"], "received", "{received}");
+
+    let applied: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM processed_events WHERE consumer = 'samples'")
+            .fetch_one(&p.pool)
+            .await?;
+    assert_eq!(applied, 2, "both events came through the consumer");
+    let metrics = p
+        .http
+        .get(format!("{}/metrics", p.base))
+        .send()
+        .await?
+        .text()
+        .await?;
+    for name in [
+        "cqrs_events_published_total",
+        "cqrs_consumer_events_total",
+        "cqrs_circuit_breaker_state",
+        "cqrs_outbox_backlog 0",
+        "cqrs_projection_lag_seconds",
+    ] {
+        assert!(
+            metrics.contains(name),
+            "{name} missing from /metrics:\n{metrics}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn poison_messages_are_dead_lettered_and_reprocessed_once_fixed() -> TestResult {
+    let p = Platform::start().await?;
+    p.register("WARMUP-1").await?; // the consumer group is up
+
+    // 1. Bytes that are not an event at all.
+    let producer: FutureProducer = kafka::topics::client_config(&p.broker.address).create()?;
+    producer
+        .send(
+            FutureRecord::to(kafka::topics::SAMPLE_EVENTS)
+                .key("garbage")
+                .payload("not avro"),
+            Duration::from_secs(5),
+        )
+        .await
+        .map_err(|(e, _)| e)?;
+
+    // 2. An event the read table refuses: a stale row already holds its barcode.
+    sqlx::query(
+        "INSERT INTO samples (sample_id, barcode, sample_type, status, volume_ul, temperature_zone, \
+         registered_at, registered_by, last_changed_at, last_changed_by, version) \
+         VALUES (gen_random_uuid(), 'CLASH-1', 'BLOOD', 'registered', 1, 'PLUS_4', now(), 'import', now(), 'import', 1)",
+    )
+    .execute(&p.pool)
+    .await?;
+    let clash = p.register("CLASH-1").await?;
+    let clash_id = clash["sample_id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(
+        clash["sample"]["sample_id"],
+        Value::Null,
+        "the read side could not show it"
+    );
+    let (status, _) = p
+        .post(&format!("/api/samples/{clash_id}/receive"), json!({}))
+        .await?;
+    assert_eq!(status, StatusCode::OK, "the write side is unaffected");
+
+    // Later events are still processed.
+    let later = p.register("LATER-1").await?;
+    assert_eq!(later["sample"]["status"], "registered", "{later}");
+
+    let letters = p
+        .eventually("/api/dead-letters", Duration::from_secs(15), |b| {
+            b.as_array().is_some_and(|a| a.len() == 3)
+        })
+        .await?;
+    let types: Vec<&str> = letters
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| d["event_type"].as_str().unwrap_or("none"))
+        .collect();
+    assert!(
+        types.contains(&"none")
+            && types.contains(&"SampleRegistered")
+            && types.contains(&"SampleReceived"),
+        "{types:?}"
+    );
+    let (_, only) = p
+        .get("/api/dead-letters?event_type=SampleRegistered")
+        .await?;
+    assert_eq!(only.as_array().map(Vec::len), Some(1));
+    assert!(
+        only[0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("duplicate key"),
+        "{only}"
+    );
+
+    let dead = tokio::task::block_in_place(|| {
+        read_topic(
+            &p.broker.address,
+            kafka::topics::DEAD_LETTER,
+            3,
+            Duration::from_secs(20),
+        )
+    })?;
+    assert_eq!(dead.len(), 3);
+    for header in [
+        "error",
+        "original_topic",
+        "original_partition",
+        "original_offset",
+        "attempts",
+        "first_failure",
+        "last_failure",
+    ] {
+        assert!(
+            dead.iter()
+                .all(|m| m.headers.iter().any(|(k, _)| k == header)),
+            "{header} header on every dead letter"
+        );
+    }
+
+    // The cause is fixed; re-processing all applies the sample's two events, in order, once.
+    sqlx::query("DELETE FROM samples WHERE barcode = 'CLASH-1' AND registered_by = 'import'")
+        .execute(&p.pool)
+        .await?;
+    let (status, results) = p.post("/api/dead-letters/reprocess", json!({})).await?;
+    assert_eq!(status, StatusCode::OK);
+    let outcomes: Vec<&str> = results
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| r["outcome"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == "applied").count(),
+        2,
+        "{results}"
+    );
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == "failed").count(),
+        1,
+        "the garbage stays dead: {results}"
+    );
+    let (_, sample) = p.get(&format!("/api/samples/{clash_id}")).await?;
+    assert_eq!(
+        (sample["status"].clone(), sample["version"].clone()),
+        (json!("received"), json!(2))
+    );
+
+    // Re-processing again changes nothing.
+    let (_, all) = p.get("/api/dead-letters?status=reprocessed").await?;
+    for d in all.as_array().into_iter().flatten() {
+        let (_, again) = p
+            .post(
+                &format!("/api/dead-letters/{}/reprocess", d["id"]),
+                json!({}),
+            )
+            .await?;
+        assert_eq!(again["outcome"], "already_applied", "{again}");
+    }
+    let (_, sample) = p.get(&format!("/api/samples/{clash_id}")).await?;
+    assert_eq!(sample["version"], 2);
+    let page = p
+        .http
+        .get(format!("{}/dead-letters", p.base))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        page.contains("cannot decode"),
+        "the page lists the undecodable message"
+    );
+    Ok(())
+}
