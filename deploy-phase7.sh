@@ -71,14 +71,70 @@ ensure_tansu() {
   fi
 }
 
+# Confluent's Python client with its Schema Registry Avro deserializer (PyPI), for the
+# test in which a third-party consumer reads our topic (kafka/tests/third_party.rs).
+# Pinned: 2.16.1's Avro extras want a certifi release that does not exist.
+CONFLUENT_KAFKA_VERSION=2.16.0
+PY_KAFKA_CHECK='import confluent_kafka, fastavro, confluent_kafka.schema_registry.avro'
+ensure_python_kafka() {
+  command -v python3 >/dev/null 2>&1 || apt_install python3 python3-pip
+  python3 -c "$PY_KAFKA_CHECK" >/dev/null 2>&1 && return
+  python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
+  log "installing confluent-kafka $CONFLUENT_KAFKA_VERSION with its Avro and Schema Registry extras (pip)"
+  local package="confluent-kafka[avro,schemaregistry]==$CONFLUENT_KAFKA_VERSION"
+  # A Debian python3 refuses pip installs outside a venv (PEP 668) unless told otherwise.
+  PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check "$package" ||
+    PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "$package"
+  python3 -c "$PY_KAFKA_CHECK" || die "confluent-kafka did not install for python3"
+}
+
+RUN_DIR=target/local   # logs and pids of the services started in the background
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_for() { # what, seconds, command...
+  local what=$1 seconds=$2; shift 2
+  for _ in $(seq 1 "$((seconds * 5))"); do "$@" && return 0; sleep 0.2; done
+  die "$what did not come up; see $RUN_DIR/"
+}
+
+# The Kafka-protocol broker on 127.0.0.1:9092, in memory (a restart empties it).
+start_broker() {
+  ensure_tansu
+  if port_open 9092; then log "a Kafka broker already answers on 127.0.0.1:9092"; return; fi
+  mkdir -p "$RUN_DIR"
+  log "starting the Kafka broker (tansu) on 127.0.0.1:9092; log: $RUN_DIR/tansu.log"
+  nohup tansu broker --listener-url tcp://127.0.0.1:9092 --advertised-listener-url tcp://127.0.0.1:9092 \
+    --storage-engine memory://tansu/ >"$RUN_DIR/tansu.log" 2>&1 &
+  echo $! >"$RUN_DIR/tansu.pid"
+  wait_for "the Kafka broker" 30 port_open 9092
+}
+
+# The schema registry (tracseq schema-registry) on 127.0.0.1:8081.
+start_registry() {
+  if curl -sf http://127.0.0.1:8081/config >/dev/null 2>&1; then log "a schema registry already answers on 127.0.0.1:8081"; return; fi
+  mkdir -p "$RUN_DIR"
+  log "starting the schema registry on 127.0.0.1:8081; log: $RUN_DIR/schema-registry.log"
+  nohup ./target/release/tracseq schema-registry >"$RUN_DIR/schema-registry.log" 2>&1 &
+  echo $! >"$RUN_DIR/schema-registry.pid"
+  wait_for "the schema registry" 30 curl -sf http://127.0.0.1:8081/config -o /dev/null
+}
+
 cmd_local() {
   ensure_postgres
   ensure_toolchain
+  command -v curl >/dev/null 2>&1 || apt_install curl
   export DATABASE_URL=${DATABASE_URL:-"$PG_ADMIN_URL/tracseq"}
   export TRACSEQ_LISTEN=${TRACSEQ_LISTEN:-127.0.0.1:8080}
+  export KAFKA_BROKERS=${KAFKA_BROKERS:-127.0.0.1:9092}
+  export SCHEMA_REGISTRY_URL=${SCHEMA_REGISTRY_URL:-http://127.0.0.1:8081}
   log "building tracseq (release)"
   cargo build --release --locked -p web --bin tracseq
-  log "TracSeq: http://$TRACSEQ_LISTEN  (Ctrl-C to stop)"
+  start_broker
+  start_registry
+  log "creating the topics (3 partitions each)"
+  ./target/release/tracseq topics
+  log "TracSeq: http://$TRACSEQ_LISTEN  (Ctrl-C to stop; the broker and registry keep running)"
   exec ./target/release/tracseq serve
 }
 
@@ -94,6 +150,7 @@ cmd_test() {
   ensure_toolchain
   ensure_browser
   ensure_tansu   # the Kafka tests start brokers of their own with it
+  ensure_python_kafka   # a third-party consumer test reads the topic with it
   # Tests create one database each on this server.
   export DATABASE_URL="$PG_ADMIN_URL/postgres"
   log "dropping databases left by earlier test runs"

@@ -3,6 +3,7 @@
 //! - `tracseq [serve]` runs the platform (UI, API, projections).
 //! - `tracseq schema-registry` runs the Confluent-compatible schema registry used by
 //!   local runs and tests (`SCHEMA_REGISTRY_LISTEN`, default 127.0.0.1:8081).
+//! - `tracseq topics` creates the platform's topics on `KAFKA_BROKERS` (3 partitions each).
 
 use std::process::ExitCode;
 use web::{Application, Settings, telemetry};
@@ -20,9 +21,10 @@ async fn main() -> ExitCode {
     match std::env::args().nth(1).as_deref() {
         None | Some("serve") => serve(settings).await,
         Some("schema-registry") => schema_registry(settings).await,
+        Some("topics") => create_topics(settings).await,
         Some(other) => {
             eprintln!(
-                "tracseq: unknown command '{other}'; usage: tracseq [serve | schema-registry]"
+                "tracseq: unknown command '{other}'; usage: tracseq [serve | schema-registry | topics]"
             );
             ExitCode::from(2)
         }
@@ -56,6 +58,22 @@ async fn schema_registry(settings: Settings) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "schema registry failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn create_topics(settings: Settings) -> ExitCode {
+    let brokers = settings
+        .kafka_brokers
+        .unwrap_or_else(|| "127.0.0.1:9092".to_owned());
+    match kafka::topics::ensure_topics(&brokers, kafka::topics::ALL, 3).await {
+        Ok(()) => {
+            tracing::info!(%brokers, topics = ?kafka::topics::ALL, "topics are in place");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            tracing::error!(%error, %brokers, "topics could not be created");
             ExitCode::FAILURE
         }
     }

@@ -1,0 +1,276 @@
+//! A third-party consumer reads what the relay publishes: Confluent's Python client
+//! (`confluent-kafka`, with its Schema Registry `AvroDeserializer`) pointed at our own
+//! registry decodes every event type off the topic, field by field. This proves the wire
+//! format, the schemas and the registry's HTTP API against a client we did not write.
+//!
+//! Needs `python3` with `confluent-kafka[avro,schemaregistry]`; `./deploy-phase7.sh test`
+//! installs it. The test fails, rather than skips, when it is missing.
+
+use chrono::{DateTime, Utc};
+use cqrs::sample::SampleEvent;
+use event_sourcing::EventMetadata;
+use kafka::avro::EventSchemas;
+use kafka::metrics::PipelineMetrics;
+use kafka::relay::{OutboxRelay, RelayConfig};
+use kafka::testkit::{BoxError, Broker, lab_day, registry, store};
+use kafka::topics::SAMPLE_EVENTS;
+use serde_json::{Value, json};
+use sqlx::types::Json;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+type TestResult = Result<(), BoxError>;
+
+const INSTALL_HINT: &str = "./deploy-phase7.sh test installs it \
+     (python3 -m pip install 'confluent-kafka[avro,schemaregistry]')";
+
+fn python() -> String {
+    std::env::var("PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/read_events.py")
+}
+
+/// Fails early, and says how to fix it, when Python or the client is missing.
+fn python_client_available() -> TestResult {
+    let output = Command::new(python())
+        .args([
+            "-c",
+            "import confluent_kafka, fastavro, confluent_kafka.schema_registry.avro",
+        ])
+        .output()
+        .map_err(|e| format!("cannot run {} ({e}); {INSTALL_HINT}", python()))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the Python package confluent-kafka (with its Avro extras) is missing: {}; {INSTALL_HINT}",
+            String::from_utf8_lossy(&output.stderr)
+                .trim()
+                .lines()
+                .last()
+                .unwrap_or_default()
+        )
+        .into())
+    }
+}
+
+/// Runs `read_events.py` and returns its JSON lines.
+async fn read_with_python(
+    brokers: &str,
+    registry: &str,
+    expect: usize,
+) -> Result<Vec<Value>, BoxError> {
+    let mut command = Command::new(python());
+    command
+        .arg(script())
+        .args(["--brokers", brokers, "--registry", registry])
+        .args(["--topic", SAMPLE_EVENTS, "--expect", &expect.to_string()]);
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await?
+        .map_err(|e| format!("cannot run {} ({e}); {INSTALL_HINT}", python()))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!(
+            "read_events.py failed ({}):\n{}\n--- stdout ---\n{stdout}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )
+        .into());
+    }
+    stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).map_err(|e| format!("not a JSON line ({e}): {l}").into()))
+        .collect()
+}
+
+#[derive(sqlx::FromRow)]
+struct Stored {
+    event_id: Uuid,
+    aggregate_id: Uuid,
+    version: i64,
+    event_type: String,
+    payload: Json<SampleEvent>,
+    metadata: Json<EventMetadata>,
+    recorded_at: DateTime<Utc>,
+}
+
+/// What the Python client must have decoded for `event`, field by field.
+fn expected_value(event: &Stored) -> BTreeMap<&'static str, Value> {
+    let meta = &event.metadata.0;
+    let mut fields = BTreeMap::from([
+        ("event_id", json!(event.event_id.to_string())),
+        ("sample_id", json!(event.aggregate_id.to_string())),
+        ("aggregate_version", json!(event.version)),
+        ("user", json!(meta.user)),
+        ("command_id", json!(meta.command_id.to_string())),
+        ("correlation_id", json!(meta.correlation_id.to_string())),
+        ("causation_id", json!(meta.causation_id.to_string())),
+    ]);
+    let text = |t: Option<String>| t.map_or(Value::Null, Value::String);
+    match &event.payload.0 {
+        SampleEvent::SampleRegistered { details, .. } => {
+            let nl = details.volume.nanolitres();
+            fields.extend([
+                ("barcode", json!(details.barcode.to_string())),
+                ("sample_type", json!(details.sample_type.code())),
+                ("temperature_zone", json!(details.temperature_zone.code())),
+                // decimal(10,3): Python's Decimal keeps the scale, "10.250".
+                (
+                    "volume_ul",
+                    json!(format!("{}.{:03}", nl / 1000, nl % 1000)),
+                ),
+                (
+                    "patient_ref",
+                    text(details.patient.as_ref().map(|p| p.to_string())),
+                ),
+                (
+                    "collected_by",
+                    text(details.collected_by.as_ref().map(|c| c.to_string())),
+                ),
+            ]);
+        }
+        SampleEvent::SampleReceived { notes } | SampleEvent::SampleValidated { notes } => {
+            fields.insert("notes", text(notes.as_ref().map(|n| n.to_string())));
+        }
+        SampleEvent::SampleRejected { reason } => {
+            fields.insert("reason", json!(reason.to_string()));
+        }
+    }
+    fields
+}
+
+fn timestamp(value: &Value, what: &str) -> Result<DateTime<Utc>, BoxError> {
+    let text = value
+        .as_str()
+        .ok_or_else(|| format!("{what} is not a string: {value}"))?;
+    Ok(DateTime::parse_from_rfc3339(text)
+        .map_err(|e| format!("{what} {text:?} is not ISO 8601: {e}"))?
+        .with_timezone(&Utc))
+}
+
+/// Checks one decoded message against the stored event it carries.
+fn check(event: &Stored, message: &Value) -> TestResult {
+    let id = event.event_id;
+    assert_eq!(
+        message["record_name"],
+        json!(EventSchemas::full_name(&event.event_type)),
+        "record name of {id}"
+    );
+    assert_eq!(
+        message["key"],
+        json!(event.aggregate_id.to_string()),
+        "key of {id}"
+    );
+    assert_eq!(
+        message["headers"]["event_type"],
+        json!(event.event_type),
+        "header of {id}"
+    );
+    assert_eq!(
+        message["headers"]["event_id"],
+        json!(id.to_string()),
+        "header of {id}"
+    );
+    let value = &message["value"];
+    for (field, expected) in expected_value(event) {
+        assert_eq!(
+            value[field], expected,
+            "{field} of {} {id}",
+            event.event_type
+        );
+    }
+    assert_eq!(
+        timestamp(&value["recorded_at"], "recorded_at")?,
+        event.recorded_at,
+        "recorded_at of {id} (timestamp-micros)"
+    );
+    if let SampleEvent::SampleRegistered { details, .. } = &event.payload.0 {
+        let collected_at = &value["collected_at"];
+        match details.collected_at {
+            None => assert!(
+                collected_at.is_null(),
+                "collected_at of {id}: {collected_at}"
+            ),
+            Some(at) => assert_eq!(timestamp(collected_at, "collected_at")?, at),
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn confluents_python_client_decodes_every_event_type_through_our_registry() -> TestResult {
+    python_client_available()?;
+    let broker = Broker::start().await?;
+    let store = store().await?;
+    let registry_url = registry(store.pool().clone()).await?;
+    let codec = Arc::new(kafka::wire::WireCodec::new(&registry_url)?);
+    let appended = lab_day(&store, 9, "PY").await?;
+    assert_eq!(appended, 27);
+
+    let metrics = PipelineMetrics::new(prometheus::Registry::new())?;
+    let relay = OutboxRelay::new(
+        store.pool().clone(),
+        codec,
+        metrics,
+        RelayConfig::new(&broker.address),
+    )?;
+    let mut published = 0;
+    while published < appended {
+        let n = tokio::time::timeout(Duration::from_secs(30), relay.publish_batch()).await??;
+        assert!(n > 0, "the outbox still had rows");
+        published += n;
+    }
+    assert_eq!(relay.publish_batch().await?, 0, "the outbox is empty");
+
+    let events: Vec<Stored> = sqlx::query_as(
+        "SELECT event_id, aggregate_id, version, event_type, payload, metadata, recorded_at \
+         FROM events ORDER BY position",
+    )
+    .fetch_all(store.pool())
+    .await?;
+    assert_eq!(events.len(), appended);
+
+    let messages = read_with_python(&broker.address, &registry_url, events.len()).await?;
+    let mut decoded: HashMap<String, Vec<&Value>> = HashMap::new();
+    for message in &messages {
+        let event_id = message["value"]["event_id"]
+            .as_str()
+            .ok_or_else(|| format!("a message without an event_id: {message}"))?;
+        decoded
+            .entry(event_id.to_owned())
+            .or_default()
+            .push(message);
+    }
+    let mut by_type: BTreeMap<&str, usize> = BTreeMap::new();
+    for event in &events {
+        let copies = decoded.get(&event.event_id.to_string()).ok_or_else(|| {
+            format!(
+                "{} {} was not decoded by the Python client",
+                event.event_type, event.event_id
+            )
+        })?;
+        // Delivery is at least once: every copy must decode alike.
+        for message in copies {
+            check(event, message)?;
+        }
+        *by_type.entry(event.event_type.as_str()).or_default() += 1;
+    }
+    assert_eq!(
+        by_type,
+        BTreeMap::from([
+            ("SampleReceived", 9),
+            ("SampleRegistered", 9),
+            ("SampleRejected", 3),
+            ("SampleValidated", 6),
+        ]),
+        "every event type was published and decoded"
+    );
+    Ok(())
+}
