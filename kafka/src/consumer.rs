@@ -15,6 +15,7 @@ use crate::topics::{self, client_config};
 use crate::wire::{WireCodec, WireError};
 use chrono::{DateTime, Utc};
 use cqrs::sample::SampleEvent;
+use futures::FutureExt;
 use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
@@ -155,6 +156,68 @@ impl<H: EventHandler> Applier<H> {
         }
     }
 
+    /// Applies several message values in one transaction, in order. If any of them fails,
+    /// the transaction is abandoned and each is applied on its own (with retries), so one
+    /// bad message never holds back or fails the others.
+    pub async fn apply_batch(&self, payloads: &[&[u8]]) -> Vec<Result<Applied, Failure>> {
+        if payloads.len() > 1
+            && let Ok(results) = self.try_apply_batch(payloads).await
+        {
+            return results.into_iter().map(Ok).collect();
+        }
+        let mut results = Vec::with_capacity(payloads.len());
+        for payload in payloads {
+            results.push(self.apply(payload).await);
+        }
+        results
+    }
+
+    async fn try_apply_batch(&self, payloads: &[&[u8]]) -> Result<Vec<Applied>, String> {
+        let mut decoded = Vec::with_capacity(payloads.len());
+        for payload in payloads {
+            decoded.push(
+                self.codec
+                    .decode(payload)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        let mut tx = self.pool.begin().await.map_err(|e| e.to_string())?;
+        let mut results = Vec::with_capacity(decoded.len());
+        let mut newest = None;
+        for (header, event) in &decoded {
+            let first_time = sqlx::query(
+                "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(self.handler.name())
+            .bind(header.event_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| e.to_string())?
+            .rows_affected()
+                == 1;
+            if first_time {
+                self.handler
+                    .handle(&mut tx, header, event)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                newest = newest.max(Some(header.recorded_at));
+                results.push(Applied::Applied);
+            } else {
+                results.push(Applied::AlreadyApplied);
+            }
+        }
+        tx.commit().await.map_err(|e| e.to_string())?;
+        if let Some(at) = newest {
+            let lag = (Utc::now() - at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+            self.metrics
+                .projection_lag
+                .with_label_values(&[self.handler.name()])
+                .set(lag.max(0.0));
+        }
+        Ok(results)
+    }
+
     async fn try_apply(
         &self,
         payload: &[u8],
@@ -241,6 +304,10 @@ impl<H: EventHandler> ProjectionConsumer<H> {
         let consumer: StreamConsumer = client_config(&config.brokers)
             .set("group.id", format!("tracseq.{}", applier.consumer_name()))
             .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            // Read-your-writes waits on this consumer: do not let the broker sit on a
+            // fetch for long when little is waiting.
+            .set("fetch.wait.max.ms", "10")
             .set("auto.offset.reset", "earliest")
             .set(
                 "session.timeout.ms",
@@ -266,7 +333,8 @@ impl<H: EventHandler> ProjectionConsumer<H> {
         })
     }
 
-    /// Consumes until `stop` turns true.
+    /// Consumes until `stop` turns true. Whatever has arrived (up to 500 messages) is
+    /// applied in one transaction; offsets are committed after it.
     pub async fn run(
         self,
         mut stop: watch::Receiver<bool>,
@@ -274,41 +342,56 @@ impl<H: EventHandler> ProjectionConsumer<H> {
         self.consumer.subscribe(&[&self.config.topic])?;
         let name = self.applier.consumer_name();
         loop {
-            let message = tokio::select! {
+            let first = tokio::select! {
                 _ = stop.changed() => return Ok(()),
                 message = self.consumer.recv() => message,
             };
-            let message = match message {
-                Ok(m) => m,
+            let mut batch = match first {
+                Ok(m) => vec![m],
                 Err(error) => {
                     tracing::warn!(%error, consumer = name, "kafka receive failed");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     continue;
                 }
             };
-            let payload = message.payload().unwrap_or_default();
-            match self.applier.apply(payload).await {
-                Ok(outcome) => {
-                    let label = if outcome == Applied::Applied {
-                        "applied"
-                    } else {
-                        "duplicate"
-                    };
-                    self.metrics
-                        .consumer_events
-                        .with_label_values(&[name, label])
-                        .inc();
-                }
-                Err(failure) => {
-                    self.metrics
-                        .consumer_events
-                        .with_label_values(&[name, "failed"])
-                        .inc();
-                    self.dead_letter(&message, &failure).await;
+            while batch.len() < 500 {
+                match self.consumer.recv().now_or_never() {
+                    Some(Ok(m)) => batch.push(m),
+                    _ => break,
                 }
             }
-            if let Err(error) = self.consumer.commit_message(&message, CommitMode::Async) {
-                tracing::warn!(%error, consumer = name, "offset commit failed; the message may be redelivered");
+            let payloads: Vec<&[u8]> = batch
+                .iter()
+                .map(|m| m.payload().unwrap_or_default())
+                .collect();
+            let results = self.applier.apply_batch(&payloads).await;
+            for (message, result) in batch.iter().zip(results) {
+                match result {
+                    Ok(outcome) => {
+                        let label = if outcome == Applied::Applied {
+                            "applied"
+                        } else {
+                            "duplicate"
+                        };
+                        self.metrics
+                            .consumer_events
+                            .with_label_values(&[name, label])
+                            .inc();
+                    }
+                    Err(failure) => {
+                        self.metrics
+                            .consumer_events
+                            .with_label_values(&[name, "failed"])
+                            .inc();
+                        self.dead_letter(message, &failure).await;
+                    }
+                }
+                if let Err(error) = self.consumer.store_offset_from_message(message) {
+                    tracing::warn!(%error, consumer = name, "offset could not be stored");
+                }
+            }
+            if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Async) {
+                tracing::warn!(%error, consumer = name, "offset commit failed; messages may be redelivered");
             }
         }
     }

@@ -2,9 +2,9 @@
 //! in order per aggregate.
 //!
 //! Each round claims a batch of unpublished outbox rows in a transaction
-//! (`FOR UPDATE SKIP LOCKED`, so several relays share the work), together with a
-//! transaction-scoped advisory lock per aggregate, so that one aggregate's events are only
-//! ever in one relay's hands and keep their order. It encodes them (Avro, Confluent wire
+//! (`FOR UPDATE SKIP LOCKED`, so several relays share the work) and leaves out any row
+//! whose aggregate still has an older unpublished row it does not hold, so that one
+//! aggregate's events are published in order even with several relays. It encodes them (Avro, Confluent wire
 //! format), sends the whole batch to an idempotent producer (`acks=all`, key = aggregate
 //! id), awaits every acknowledgement, and only then marks the rows published and commits.
 //! If any send fails, the transaction rolls back and the rows are claimed again later:
@@ -63,7 +63,7 @@ impl RelayConfig {
     pub fn new(brokers: impl Into<String>) -> Self {
         Self {
             brokers: brokers.into(),
-            batch_size: 500,
+            batch_size: 2000,
             idle_poll: Duration::from_millis(20),
             message_timeout: Duration::from_secs(5),
             breaker: BreakerConfig::default(),
@@ -86,20 +86,31 @@ struct Claimed {
     event_id: Uuid,
     event_type: String,
     schema_version: i32,
-    payload: Json<serde_json::Value>,
+    payload: String,
     metadata: Json<EventMetadata>,
     recorded_at: chrono::DateTime<Utc>,
 }
 
+/// Claims the oldest unpublished rows nobody else holds.
 const CLAIM_SQL: &str = "\
-    SELECT o.position, e.transaction_id, e.aggregate_type, e.aggregate_id, e.version, e.event_id, \
-           e.event_type, e.schema_version, e.payload, e.metadata, e.recorded_at \
-    FROM outbox o JOIN events e ON e.position = o.position \
-    WHERE o.published_at IS NULL \
-      AND pg_try_advisory_xact_lock(hashtextextended(o.aggregate_id::text, 7216)) \
-    ORDER BY o.position \
-    LIMIT $1 \
-    FOR UPDATE OF o SKIP LOCKED";
+    WITH claimed AS ( \
+        SELECT position FROM outbox \
+        WHERE published_at IS NULL \
+        ORDER BY position \
+        LIMIT $1 \
+        FOR UPDATE SKIP LOCKED \
+    ) \
+    SELECT c.position, e.transaction_id, e.aggregate_type, e.aggregate_id, e.version, e.event_id, \
+           e.event_type, e.schema_version, e.payload::text AS payload, e.metadata, e.recorded_at \
+    FROM claimed c JOIN events e ON e.position = c.position \
+    ORDER BY c.position";
+
+/// Unpublished rows of the claimed aggregates older than the newest claimed row: any of
+/// them not in the claim is held by another relay (or was skipped), and must be published
+/// before the claimed rows of its aggregate.
+const OLDER_SQL: &str = "\
+    SELECT aggregate_id, position FROM outbox \
+    WHERE published_at IS NULL AND aggregate_id = ANY($1) AND position < $2";
 
 pub struct OutboxRelay {
     pool: PgPool,
@@ -210,10 +221,11 @@ impl OutboxRelay {
     pub async fn publish_batch(&self) -> Result<usize, RelayError> {
         let started = Instant::now();
         let mut tx = self.pool.begin().await?;
-        let claimed: Vec<Claimed> = sqlx::query_as(CLAIM_SQL)
+        let mut claimed: Vec<Claimed> = sqlx::query_as(CLAIM_SQL)
             .bind(self.config.batch_size)
             .fetch_all(&mut *tx)
             .await?;
+        self.keep_in_order(&mut tx, &mut claimed).await?;
         self.metrics
             .stage_duration
             .with_label_values(&["claim"])
@@ -246,6 +258,43 @@ impl OutboxRelay {
         Ok(claimed.len())
     }
 
+    /// Leaves out every claimed row whose aggregate has an older unpublished row that is
+    /// not in the claim, so each aggregate's events go out in order even with several relays.
+    async fn keep_in_order(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        claimed: &mut Vec<Claimed>,
+    ) -> Result<(), RelayError> {
+        let Some(newest) = claimed.iter().map(|c| c.position).max() else {
+            return Ok(());
+        };
+        let mut aggregates: Vec<Uuid> = claimed.iter().map(|c| c.aggregate_id).collect();
+        aggregates.sort_unstable();
+        aggregates.dedup();
+        let older: Vec<(Uuid, i64)> = sqlx::query_as(OLDER_SQL)
+            .bind(&aggregates)
+            .bind(newest)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mine: std::collections::HashSet<i64> = claimed.iter().map(|c| c.position).collect();
+        let mut blocked_from: std::collections::HashMap<Uuid, i64> =
+            std::collections::HashMap::new();
+        for (aggregate, position) in older {
+            if !mine.contains(&position) {
+                let entry = blocked_from.entry(aggregate).or_insert(position);
+                *entry = (*entry).min(position);
+            }
+        }
+        if !blocked_from.is_empty() {
+            claimed.retain(|c| {
+                blocked_from
+                    .get(&c.aggregate_id)
+                    .is_none_or(|first| c.position < *first)
+            });
+        }
+        Ok(())
+    }
+
     async fn send_all(&self, claimed: &[Claimed]) -> Result<(), RelayError> {
         let encode_started = Instant::now();
         let mut messages = Vec::with_capacity(claimed.len());
@@ -261,7 +310,7 @@ impl OutboxRelay {
                 event_id: c.event_id,
                 event_type: c.event_type.clone(),
                 schema_version: u32::try_from(c.schema_version).unwrap_or(0),
-                payload: serde_json::from_value::<SampleEvent>(c.payload.0.clone())?,
+                payload: serde_json::from_str::<SampleEvent>(&c.payload)?,
                 metadata: c.metadata.0.clone(),
                 recorded_at: c.recorded_at,
             };
