@@ -286,10 +286,30 @@ impl ConsumerConfig {
     }
 }
 
+/// Logs the consumer group's rebalances and whether this consumer holds partitions.
+#[derive(Default, Clone, Copy)]
+pub struct GroupWatch;
+
+impl rdkafka::ClientContext for GroupWatch {}
+
+impl rdkafka::consumer::ConsumerContext for GroupWatch {
+    fn post_rebalance(
+        &self,
+        _consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &rdkafka::consumer::Rebalance<'_>,
+    ) {
+        let assigned =
+            matches!(rebalance, rdkafka::consumer::Rebalance::Assign(tpl) if tpl.count() > 0);
+        tracing::info!(assigned, "consumer group rebalanced");
+    }
+}
+
+type GroupConsumer = StreamConsumer<GroupWatch>;
+
 /// A projection fed from Kafka in a consumer group.
 pub struct ProjectionConsumer<H> {
     applier: Arc<Applier<H>>,
-    consumer: StreamConsumer,
+    consumer: GroupConsumer,
     dead_letter_producer: FutureProducer,
     config: ConsumerConfig,
     metrics: PipelineMetrics,
@@ -301,25 +321,7 @@ impl<H: EventHandler> ProjectionConsumer<H> {
         metrics: PipelineMetrics,
         config: ConsumerConfig,
     ) -> Result<Self, rdkafka::error::KafkaError> {
-        let consumer: StreamConsumer = client_config(&config.brokers)
-            .set("group.id", format!("tracseq.{}", applier.consumer_name()))
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            // Read-your-writes waits on this consumer: do not let the broker sit on a
-            // fetch for long when little is waiting.
-            .set("fetch.wait.max.ms", "10")
-            .set("auto.offset.reset", "earliest")
-            .set(
-                "session.timeout.ms",
-                config.session_timeout.as_millis().to_string(),
-            )
-            .set(
-                "heartbeat.interval.ms",
-                (config.session_timeout.as_millis() / 3)
-                    .max(100)
-                    .to_string(),
-            )
-            .create()?;
+        let consumer = Self::group_consumer(applier.consumer_name(), &config)?;
         let dead_letter_producer: FutureProducer = client_config(&config.brokers)
             .set("acks", "all")
             .set("message.timeout.ms", "10000")
@@ -331,6 +333,24 @@ impl<H: EventHandler> ProjectionConsumer<H> {
             config,
             metrics,
         })
+    }
+
+    fn group_consumer(
+        name: &str,
+        config: &ConsumerConfig,
+    ) -> Result<GroupConsumer, rdkafka::error::KafkaError> {
+        let session = config.session_timeout.as_millis();
+        client_config(&config.brokers)
+            .set("group.id", format!("tracseq.{name}"))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            // Read-your-writes waits on this consumer: do not let the broker sit on a
+            // fetch for long when little is waiting.
+            .set("fetch.wait.max.ms", "10")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", session.to_string())
+            .set("heartbeat.interval.ms", (session / 3).max(100).to_string())
+            .create_with_context(GroupWatch)
     }
 
     /// Consumes until `stop` turns true. Whatever has arrived (up to 500 messages) is

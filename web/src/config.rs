@@ -64,6 +64,9 @@ pub struct Settings {
     pub schema_registry_url: String,
     /// `TRACSEQ_CONSUMER_SESSION_TIMEOUT_MS`: consumer-group session timeout
     pub consumer_session_timeout_ms: u64,
+    /// `TRACSEQ_RELAY`: `on` (default) runs the outbox relay inside `serve`; `off` leaves
+    /// publishing to separate `tracseq relay` processes.
+    pub relay_in_process: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +148,17 @@ impl Settings {
                 "TRACSEQ_CONSUMER_SESSION_TIMEOUT_MS",
                 6000,
             )?,
+            relay_in_process: match lookup("TRACSEQ_RELAY").as_deref().map(str::trim) {
+                None | Some("") | Some("on") => true,
+                Some("off") => false,
+                Some(other) => {
+                    return Err(ConfigError {
+                        name: "TRACSEQ_RELAY",
+                        value: other.to_owned(),
+                        reason: "expected 'on' or 'off'".into(),
+                    });
+                }
+            },
         })
     }
 }

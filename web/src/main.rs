@@ -3,6 +3,7 @@
 //! - `tracseq [serve]` runs the platform (UI, API, projections).
 //! - `tracseq schema-registry` runs the Confluent-compatible schema registry used by
 //!   local runs and tests (`SCHEMA_REGISTRY_LISTEN`, default 127.0.0.1:8081).
+//! - `tracseq relay` runs only an outbox relay (several may run at once).
 //! - `tracseq topics` creates the platform's topics on `KAFKA_BROKERS` (3 partitions each).
 
 use std::process::ExitCode;
@@ -22,9 +23,10 @@ async fn main() -> ExitCode {
         None | Some("serve") => serve(settings).await,
         Some("schema-registry") => schema_registry(settings).await,
         Some("topics") => create_topics(settings).await,
+        Some("relay") => relay(settings).await,
         Some(other) => {
             eprintln!(
-                "tracseq: unknown command '{other}'; usage: tracseq [serve | schema-registry | topics]"
+                "tracseq: unknown command '{other}'; usage: tracseq [serve | schema-registry | topics | relay]"
             );
             ExitCode::from(2)
         }
@@ -74,6 +76,16 @@ async fn create_topics(settings: Settings) -> ExitCode {
         }
         Err(error) => {
             tracing::error!(%error, %brokers, "topics could not be created");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn relay(settings: Settings) -> ExitCode {
+    match web::startup::run_relay(&settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "relay failed");
             ExitCode::FAILURE
         }
     }

@@ -19,59 +19,85 @@ use tokio::task::JoinHandle;
 #[error("event pipeline: {0}")]
 pub struct PipelineError(String);
 
+/// Creates the topics and registers the event schemas (both idempotent), retrying for a
+/// while when the broker or the registry is not up yet.
+pub async fn prepare(brokers: &str, settings: &Settings) -> Result<WireCodec, PipelineError> {
+    let codec =
+        WireCodec::new(&settings.schema_registry_url).map_err(|e| PipelineError(e.to_string()))?;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let ready = async {
+            topics::ensure_topics(brokers, topics::ALL, 3)
+                .await
+                .map_err(|e| format!("topics on {brokers}: {e}"))?;
+            codec
+                .register_all(topics::SAMPLE_EVENTS)
+                .await
+                .map_err(|e| format!("schemas at {}: {e}", settings.schema_registry_url))
+        };
+        match ready.await {
+            Ok(ids) => {
+                tracing::info!(?ids, "event schemas registered");
+                return Ok(codec);
+            }
+            Err(error) if attempt < 10 => {
+                tracing::warn!(%error, attempt, "event pipeline not ready; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(error) => return Err(PipelineError(error)),
+        }
+    }
+}
+
+/// A relay on its own, for `tracseq relay`: publishes until `stop` turns true.
+pub async fn run_relay(
+    pool: PgPool,
+    brokers: &str,
+    settings: &Settings,
+    metrics: PipelineMetrics,
+    stop: watch::Receiver<bool>,
+) -> Result<(), PipelineError> {
+    let codec = Arc::new(prepare(brokers, settings).await?);
+    let relay = OutboxRelay::new(pool, codec, metrics, RelayConfig::new(brokers))
+        .map_err(|e| PipelineError(e.to_string()))?;
+    relay.run(stop).await;
+    Ok(())
+}
+
 pub struct Pipeline {
-    relay: JoinHandle<()>,
+    relay: Option<JoinHandle<()>>,
     consumer: JoinHandle<()>,
     stop: watch::Sender<bool>,
     pub dead_letters: DeadLetters<SamplesProjection>,
 }
 
 impl Pipeline {
-    /// Creates the topics and registers the schemas (both idempotent), then starts the
-    /// relay and the consumer.
+    /// Prepares topics and schemas, then starts the relay (unless it runs in processes of
+    /// its own, `TRACSEQ_RELAY=off`) and the consumer.
     pub async fn start(
         pool: PgPool,
         brokers: &str,
         settings: &Settings,
         metrics: PipelineMetrics,
     ) -> Result<Self, PipelineError> {
-        let codec = Arc::new(
-            WireCodec::new(&settings.schema_registry_url)
-                .map_err(|e| PipelineError(e.to_string()))?,
-        );
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let ready = async {
-                topics::ensure_topics(brokers, topics::ALL, 3)
-                    .await
-                    .map_err(|e| format!("topics on {brokers}: {e}"))?;
-                codec
-                    .register_all(topics::SAMPLE_EVENTS)
-                    .await
-                    .map_err(|e| format!("schemas at {}: {e}", settings.schema_registry_url))
-            };
-            match ready.await {
-                Ok(ids) => {
-                    tracing::info!(?ids, "event schemas registered");
-                    break;
-                }
-                Err(error) if attempt < 10 => {
-                    tracing::warn!(%error, attempt, "event pipeline not ready; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                Err(error) => return Err(PipelineError(error)),
-            }
-        }
+        let codec = Arc::new(prepare(brokers, settings).await?);
         let (stop, stopped) = watch::channel(false);
-        let relay = OutboxRelay::new(
-            pool.clone(),
-            Arc::clone(&codec),
-            metrics.clone(),
-            RelayConfig::new(brokers),
-        )
-        .map_err(|e| PipelineError(e.to_string()))?;
-        let relay = tokio::spawn(relay.run(stopped.clone()));
+        let relay = if settings.relay_in_process {
+            let relay = OutboxRelay::new(
+                pool.clone(),
+                Arc::clone(&codec),
+                metrics.clone(),
+                RelayConfig::new(brokers),
+            )
+            .map_err(|e| PipelineError(e.to_string()))?;
+            Some(tokio::spawn(relay.run(stopped.clone())))
+        } else {
+            tracing::info!(
+                "TRACSEQ_RELAY=off: events are published by separate 'tracseq relay' processes"
+            );
+            None
+        };
         let applier = Arc::new(Applier::new(
             pool,
             codec,
@@ -97,7 +123,7 @@ impl Pipeline {
     }
 
     pub fn is_running(&self) -> bool {
-        !self.relay.is_finished() && !self.consumer.is_finished()
+        self.relay.as_ref().is_none_or(|r| !r.is_finished()) && !self.consumer.is_finished()
     }
 }
 

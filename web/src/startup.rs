@@ -117,6 +117,25 @@ pub async fn run_schema_registry(settings: &Settings) -> Result<(), StartupError
     Ok(())
 }
 
+/// Runs an outbox relay on its own until Ctrl-C or SIGTERM.
+pub async fn run_relay(settings: &Settings) -> Result<(), StartupError> {
+    let brokers = settings
+        .kafka_brokers
+        .clone()
+        .unwrap_or_else(|| "127.0.0.1:9092".to_owned());
+    let pool = connect(settings).await?;
+    MIGRATOR.run(&pool).await?;
+    let metrics = PipelineMetrics::new(prometheus::Registry::new())?;
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    tracing::info!(%brokers, "outbox relay running");
+    crate::pipeline::run_relay(pool, &brokers, settings, metrics, stop).await?;
+    Ok(())
+}
+
 async fn connect(settings: &Settings) -> Result<PgPool, StartupError> {
     let options = PgConnectOptions::from_str(settings.database_url.expose())?;
     create_database_if_missing(&options).await?;

@@ -15,34 +15,145 @@ type TestResult = Result<(), BoxError>;
 struct Platform {
     base: String,
     pool: sqlx::PgPool,
+    database_url: String,
+    registry_url: String,
     http: reqwest::Client,
     broker: Broker,
 }
 
 impl Platform {
     async fn start() -> Result<Self, BoxError> {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts the platform with these settings on top of the test's own.
+    async fn start_with(extra: &[(&str, &str)]) -> Result<Self, BoxError> {
+        web::telemetry::init(web::config::LogFormat::Human);
         let broker = Broker::start().await?;
-        let (pool, _) = event_sourcing::testkit::fresh_database(20).await?;
+        let (pool, name) = event_sourcing::testkit::fresh_database(20).await?;
         event_sourcing::MIGRATOR.run(&pool).await?;
         let registry_url = registry(pool.clone()).await?;
         let brokers = broker.address.clone();
-        let settings = Settings::from_lookup(|name| match name {
-            "TRACSEQ_LISTEN" => Some("127.0.0.1:0".into()),
-            "KAFKA_BROKERS" => Some(brokers.clone()),
-            "SCHEMA_REGISTRY_URL" => Some(registry_url.clone()),
-            "TRACSEQ_CONSUMER_SESSION_TIMEOUT_MS" => Some("3000".into()),
-            "TRACSEQ_READ_YOUR_WRITES_MS" => Some("8000".into()),
-            _ => None,
-        })?;
+        let mut vars: std::collections::HashMap<String, String> = [
+            ("TRACSEQ_LISTEN", "127.0.0.1:0"),
+            ("KAFKA_BROKERS", brokers.as_str()),
+            ("SCHEMA_REGISTRY_URL", registry_url.as_str()),
+            ("TRACSEQ_CONSUMER_SESSION_TIMEOUT_MS", "3000"),
+            ("TRACSEQ_READ_YOUR_WRITES_MS", "8000"),
+        ]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let server = event_sourcing::testkit::server_url();
+        let (without_query, _) = server.split_once('?').unwrap_or((server.as_str(), ""));
+        let (root, _) = without_query
+            .rsplit_once('/')
+            .ok_or("DATABASE_URL has no database")?;
+        let database_url = format!("{root}/{name}");
+        vars.insert("DATABASE_URL".into(), database_url.clone());
+        let settings = Settings::from_lookup(|name| vars.get(name).cloned())?;
         let app = Application::with_pool(pool.clone(), &settings).await?;
         let base = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped());
         Ok(Self {
             base,
             pool,
+            database_url,
+            registry_url,
             http: reqwest::Client::new(),
             broker,
         })
+    }
+
+    /// A `tracseq relay` process of its own for this platform.
+    fn spawn_relay(&self) -> Result<std::process::Child, BoxError> {
+        Ok(std::process::Command::new(env!("CARGO_BIN_EXE_tracseq"))
+            .arg("relay")
+            .env("DATABASE_URL", &self.database_url)
+            .env("KAFKA_BROKERS", &self.broker.address)
+            .env("SCHEMA_REGISTRY_URL", &self.registry_url)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?)
+    }
+
+    /// Lab work through the API: `count` samples registered, received and validated.
+    async fn lab_work(&self, tag: &str, count: usize) -> Result<(), BoxError> {
+        for i in 0..count {
+            let body = json!({"barcode": format!("{tag}-{i:04}"), "sample_type": "rna", "volume_ul": 20, "temperature_zone": "-80"});
+            let (status, created) = self.post("/api/samples", body).await?;
+            assert_eq!(status, StatusCode::CREATED, "{created}");
+            let id = created["sample_id"].as_str().unwrap_or_default().to_owned();
+            for action in ["receive", "validate"] {
+                let (status, body) = self
+                    .post(&format!("/api/samples/{id}/{action}"), json!({}))
+                    .await?;
+                assert_eq!(status, StatusCode::OK, "{body}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until every event is published and applied, then checks the read table
+    /// against one rebuilt from the event store, and that no event was applied twice.
+    async fn assert_read_side_matches_the_event_store(&self, within: Duration) -> TestResult {
+        let deadline = Instant::now() + within;
+        loop {
+            let (unpublished, applied, events): (i64, i64, i64) = sqlx::query_as(
+                "SELECT (SELECT count(*) FROM outbox WHERE published_at IS NULL), \
+                        (SELECT count(*) FROM processed_events WHERE consumer = 'samples'), \
+                        (SELECT count(*) FROM events)",
+            )
+            .fetch_one(&self.pool)
+            .await?;
+            if unpublished == 0 && applied == events {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "not drained: {unpublished} unpublished, {applied} of {events} applied"
+                )
+                .into());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // The rebuild: fold each sample's events from the store.
+        let ids: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT DISTINCT aggregate_id FROM events")
+            .fetch_all(&self.pool)
+            .await?;
+        let store = event_sourcing::EventStore::new(
+            self.pool.clone(),
+            event_sourcing::StoreConfig::default(),
+        );
+        for id in &ids {
+            let history = store.read_stream::<cqrs::sample::SampleEvent>(*id).await?;
+            let rebuilt = cqrs::Aggregate::fold(
+                cqrs::sample::Sample::default(),
+                history.iter().map(|e| &e.payload),
+            );
+            let row: (String, i64, String) =
+                sqlx::query_as("SELECT status, version, barcode FROM samples WHERE sample_id = $1")
+                    .bind(id)
+                    .fetch_one(&self.pool)
+                    .await?;
+            let expected = rebuilt.registered.ok_or("not registered")?;
+            assert_eq!(
+                (row.0.as_str(), row.1, row.2.as_str()),
+                (
+                    expected.status.as_str(),
+                    history.len() as i64,
+                    expected.details.barcode.as_str()
+                ),
+                "sample {id}"
+            );
+        }
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM samples")
+            .fetch_one(&self.pool)
+            .await?;
+        assert_eq!(rows as usize, ids.len());
+        Ok(())
     }
 
     async fn post(&self, path: &str, body: Value) -> Result<(StatusCode, Value), reqwest::Error> {
@@ -282,6 +393,78 @@ async fn poison_messages_are_dead_lettered_and_reprocessed_once_fixed() -> TestR
     assert!(
         page.contains("cannot decode"),
         "the page lists the undecodable message"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_relay_process_killed_mid_stream_loses_nothing_and_applies_nothing_twice() -> TestResult {
+    let p = Platform::start_with(&[
+        ("TRACSEQ_RELAY", "off"),
+        ("TRACSEQ_READ_YOUR_WRITES_MS", "300"),
+    ])
+    .await?;
+    let mut relay = p.spawn_relay()?;
+    p.lab_work("BEFORE", 5).await?;
+
+    // The relay process dies mid-stream (SIGKILL: no clean-up) and is started again.
+    let work = {
+        let (base, http) = (p.base.clone(), p.http.clone());
+        tokio::spawn(async move {
+            for i in 0..40 {
+                let body = json!({"barcode": format!("KILL-{i:04}"), "sample_type": "rna", "volume_ul": 20, "temperature_zone": "-80"});
+                http.post(format!("{base}/api/samples"))
+                    .json(&body)
+                    .send()
+                    .await?;
+            }
+            Ok::<_, reqwest::Error>(())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    relay.kill()?;
+    relay.wait()?;
+    work.await??;
+    let mut relay = p.spawn_relay()?;
+
+    p.lab_work("AFTER", 5).await?;
+
+    let result = p
+        .assert_read_side_matches_the_event_store(Duration::from_secs(90))
+        .await;
+    relay.kill()?;
+    relay.wait()?;
+    result
+}
+
+/// The broker is frozen for 10 s while the lab keeps working. The consumer's group session
+/// (20 s here; Kafka's default is 45 s) outlasts the outage, as it should in production.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_ten_second_broker_outage_loses_nothing_and_applies_nothing_twice() -> TestResult {
+    let p = Platform::start_with(&[
+        ("TRACSEQ_CONSUMER_SESSION_TIMEOUT_MS", "20000"),
+        ("TRACSEQ_READ_YOUR_WRITES_MS", "300"),
+    ])
+    .await?;
+    p.lab_work("BEFORE", 5).await?;
+    p.broker.freeze()?;
+    let frozen = Instant::now();
+    p.lab_work("OUTAGE", 5).await?;
+    tokio::time::sleep(Duration::from_secs(10).saturating_sub(frozen.elapsed())).await;
+    p.broker.thaw()?;
+    p.lab_work("AFTER", 5).await?;
+    p.assert_read_side_matches_the_event_store(Duration::from_secs(90))
+        .await?;
+    let metrics = p
+        .http
+        .get(format!("{}/metrics", p.base))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        metrics.contains("cqrs_circuit_breaker_total{name=\"kafka-relay\",state=\"open\"}"),
+        "the relay's circuit opened during the outage:\n{metrics}"
     );
     Ok(())
 }
