@@ -64,6 +64,9 @@ pub struct Settings {
     pub schema_registry_url: String,
     /// `TRACSEQ_CONSUMER_SESSION_TIMEOUT_MS`: consumer-group session timeout
     pub consumer_session_timeout_ms: u64,
+    /// `TRACSEQ_RETRY`: how consumers retry transient failures, `aggressive` (default: 5
+    /// attempts, 100 ms growing to 500 ms) or `conservative` (3 attempts, 1 s to 10 s)
+    pub retry: kafka::retry::RetryPolicy,
     /// `TRACSEQ_RELAY`: `on` (default) runs the outbox relay inside `serve`; `off` leaves
     /// publishing to separate `tracseq relay` processes.
     pub relay_in_process: bool,
@@ -148,6 +151,16 @@ impl Settings {
                 "TRACSEQ_CONSUMER_SESSION_TIMEOUT_MS",
                 6000,
             )?,
+            retry: match lookup("TRACSEQ_RETRY") {
+                None => kafka::retry::RetryPolicy::AGGRESSIVE,
+                Some(name) => {
+                    kafka::retry::RetryPolicy::preset(name.trim()).ok_or_else(|| ConfigError {
+                        name: "TRACSEQ_RETRY",
+                        value: name.clone(),
+                        reason: "expected 'aggressive' or 'conservative'".into(),
+                    })?
+                }
+            },
             relay_in_process: match lookup("TRACSEQ_RELAY").as_deref().map(str::trim) {
                 None | Some("") | Some("on") => true,
                 Some("off") => false,

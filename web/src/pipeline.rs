@@ -6,7 +6,6 @@ use crate::read_model::SamplesProjection;
 use kafka::consumer::{Applier, ConsumerConfig, DeadLetters, ProjectionConsumer};
 use kafka::metrics::PipelineMetrics;
 use kafka::relay::{OutboxRelay, RelayConfig};
-use kafka::retry::RetryPolicy;
 use kafka::topics;
 use kafka::wire::WireCodec;
 use sqlx::PgPool;
@@ -102,7 +101,7 @@ impl Pipeline {
             pool,
             codec,
             Arc::new(SamplesProjection),
-            RetryPolicy::AGGRESSIVE,
+            settings.retry,
             metrics.clone(),
         ));
         let mut config = ConsumerConfig::new(brokers);
