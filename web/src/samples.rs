@@ -12,9 +12,10 @@ use cqrs::sample::{
 use event_sourcing::{
     CommandContext, CommandOutcome, EventStore, ExpectedVersion, ProjectionHandle,
 };
+use kafka::metrics::CommandMetrics;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// Namespace for ids derived from command ids and idempotency keys.
@@ -201,6 +202,15 @@ impl Action {
         }
     }
 
+    /// The command this action issues, as metrics name it.
+    pub fn command_name(self) -> &'static str {
+        match self {
+            Self::Receive => "ReceiveSample",
+            Self::Validate => "ValidateSample",
+            Self::Reject => "RejectSample",
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Receive => "receive",
@@ -267,14 +277,21 @@ pub struct SampleService {
     store: EventStore,
     read_side: ReadSide,
     read_your_writes: Duration,
+    metrics: CommandMetrics,
 }
 
 impl SampleService {
-    pub fn new(store: EventStore, read_side: ReadSide, read_your_writes: Duration) -> Self {
+    pub fn new(
+        store: EventStore,
+        read_side: ReadSide,
+        read_your_writes: Duration,
+        metrics: CommandMetrics,
+    ) -> Self {
         Self {
             store,
             read_side,
             read_your_writes,
+            metrics,
         }
     }
 
@@ -290,6 +307,17 @@ impl SampleService {
     /// finds the sample it created the first time instead of creating another.
     #[tracing::instrument(name = "register_sample", skip_all, fields(command_id = %context.command_id))]
     pub async fn register(
+        &self,
+        input: &RegisterInput,
+        context: &CommandContext,
+    ) -> Result<CommandOutcome, AppError> {
+        let started = Instant::now();
+        let result = self.register_sample(input, context).await;
+        self.count_command("RegisterSample", &result, started);
+        result
+    }
+
+    async fn register_sample(
         &self,
         input: &RegisterInput,
         context: &CommandContext,
@@ -333,6 +361,74 @@ impl SampleService {
     /// Receives, validates or rejects a sample.
     #[tracing::instrument(name = "sample_action", skip_all, fields(sample_id = %id, action = action.name()))]
     pub async fn act(
+        &self,
+        id: Uuid,
+        action: Action,
+        text: &str,
+        expected: ExpectedVersion,
+        context: &CommandContext,
+    ) -> Result<CommandOutcome, AppError> {
+        let started = Instant::now();
+        let result = self
+            .act_on_sample(id, action, text, expected, context)
+            .await;
+        self.count_command(action.command_name(), &result, started);
+        result
+    }
+
+    fn count_command(
+        &self,
+        command: &str,
+        result: &Result<CommandOutcome, AppError>,
+        started: Instant,
+    ) {
+        let outcome = match result {
+            Ok(o) if o.duplicate => "duplicate",
+            Ok(_) => "ok",
+            Err(AppError::Invalid(_) | AppError::BadRequest(_)) => "invalid",
+            Err(AppError::Rejected(_)) => "rejected",
+            Err(AppError::Conflict(_)) => "conflict",
+            Err(AppError::NotFound(_)) => "not_found",
+            Err(AppError::Unavailable(_) | AppError::Internal(_)) => "error",
+        };
+        self.metrics
+            .commands
+            .with_label_values(&[command, outcome])
+            .inc();
+        self.metrics
+            .command_duration
+            .with_label_values(&[command])
+            .observe(started.elapsed().as_secs_f64());
+        if let Ok(o) = result {
+            let seen = if o.duplicate { "repeated" } else { "first" };
+            self.metrics
+                .idempotency_checks
+                .with_label_values(&[seen])
+                .inc();
+        }
+    }
+
+    /// Runs a query, counting it and timing it.
+    pub async fn query<T>(
+        &self,
+        name: &str,
+        run: impl std::future::Future<Output = Result<T, AppError>>,
+    ) -> Result<T, AppError> {
+        let started = Instant::now();
+        let result = run.await;
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        self.metrics
+            .queries
+            .with_label_values(&[name, outcome])
+            .inc();
+        self.metrics
+            .query_duration
+            .with_label_values(&[name])
+            .observe(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn act_on_sample(
         &self,
         id: Uuid,
         action: Action,
@@ -386,6 +482,10 @@ impl SampleService {
 
     /// The sample's complete history.
     pub async fn timeline(&self, id: Uuid) -> Result<Vec<TimelineEntry>, AppError> {
+        self.query("SampleTimeline", self.read_timeline(id)).await
+    }
+
+    async fn read_timeline(&self, id: Uuid) -> Result<Vec<TimelineEntry>, AppError> {
         let events = self.store.read_stream::<SampleEvent>(id).await?;
         Ok(events
             .into_iter()
@@ -426,7 +526,20 @@ impl SampleService {
     }
 
     pub async fn get(&self, id: Uuid) -> Result<Option<read_model::SampleRow>, AppError> {
-        Ok(read_model::get(self.store.pool(), id).await?)
+        self.query("GetSample", async {
+            Ok(read_model::get(self.store.pool(), id).await?)
+        })
+        .await
+    }
+
+    pub async fn list(
+        &self,
+        filter: &read_model::SampleFilter,
+    ) -> Result<read_model::SamplePage, AppError> {
+        self.query("ListSamples", async {
+            Ok(read_model::list(self.store.pool(), filter).await?)
+        })
+        .await
     }
 }
 

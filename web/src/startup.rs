@@ -7,7 +7,7 @@ use crate::read_model::SamplesProjection;
 use crate::routes;
 use crate::samples::{ReadSide, SampleService};
 use event_sourcing::{EventStore, MIGRATOR, ProjectionRunner, StoreConfig};
-use kafka::metrics::PipelineMetrics;
+use kafka::metrics::{CommandMetrics, PipelineMetrics};
 use kafka::registry::{RegistryServer, RegistryStore};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -83,6 +83,7 @@ impl Application {
             store,
             read_side,
             Duration::from_millis(settings.read_your_writes_ms),
+            CommandMetrics::new(&metrics.registry)?,
         );
         let router = routes::router(AppState { samples, metrics });
         let listener = TcpListener::bind(settings.listen).await?;

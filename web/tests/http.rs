@@ -357,6 +357,25 @@ async fn a_repeated_idempotency_key_returns_the_first_outcome() -> TestResult {
     );
     assert_eq!(r2["version"], 2);
     assert_eq!(app.events().await?, 2);
+
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    for line in [
+        "cqrs_commands_total{command=\"RegisterSample\",outcome=\"ok\"} 1",
+        "cqrs_commands_total{command=\"RegisterSample\",outcome=\"duplicate\"} 1",
+        "cqrs_commands_total{command=\"ReceiveSample\",outcome=\"duplicate\"} 1",
+        "cqrs_idempotency_checks_total{result=\"repeated\"} 2",
+    ] {
+        assert!(
+            metrics.contains(line),
+            "{line} missing from /metrics:\n{metrics}"
+        );
+    }
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 
 use super::context::command_context;
 use crate::error::AppError;
-use crate::read_model::{self, SampleFilter, SamplePage, SampleRow};
+use crate::read_model::{SampleFilter, SamplePage, SampleRow};
 use crate::samples::{Action, RegisterInput, TimelineEntry, command_id_for_key};
 use crate::startup::AppState;
 use axum::Json;
@@ -252,7 +252,7 @@ pub async fn list(
         page: query.page.unwrap_or(1),
         per_page: query.per_page.unwrap_or(50),
     };
-    Ok(Json(read_model::list(state.samples.pool(), &filter).await?))
+    Ok(Json(state.samples.list(&filter).await?))
 }
 
 /// `GET /api/samples/{id}`

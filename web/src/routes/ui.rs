@@ -140,7 +140,7 @@ pub async fn list(
         page: query.page.unwrap_or(1),
         per_page: 25,
     };
-    let page = read_model::list(state.samples.pool(), &filter).await?;
+    let page = state.samples.list(&filter).await?;
     let notice = (!q.is_empty() && page.total == 0)
         .then(|| format!("No sample has a barcode starting with {q}."));
     Ok(render(
