@@ -67,6 +67,9 @@ pub struct Settings {
     /// `TRACSEQ_RETRY`: how consumers retry transient failures, `aggressive` (default: 5
     /// attempts, 100 ms growing to 500 ms) or `conservative` (3 attempts, 1 s to 10 s)
     pub retry: kafka::retry::RetryPolicy,
+    /// `TRACSEQ_PUBLISH_TIMEOUT_MS`: how long the relay waits for Kafka to acknowledge a
+    /// message before counting it as failed (and the batch as to be retried)
+    pub publish_timeout_ms: u64,
     /// `TRACSEQ_RELAY`: `on` (default) runs the outbox relay inside `serve`; `off` leaves
     /// publishing to separate `tracseq relay` processes.
     pub relay_in_process: bool,
@@ -151,6 +154,7 @@ impl Settings {
                 "TRACSEQ_CONSUMER_SESSION_TIMEOUT_MS",
                 6000,
             )?,
+            publish_timeout_ms: parse(&lookup, "TRACSEQ_PUBLISH_TIMEOUT_MS", 5000)?,
             retry: match lookup("TRACSEQ_RETRY") {
                 None => kafka::retry::RetryPolicy::AGGRESSIVE,
                 Some(name) => {

@@ -49,6 +49,12 @@ pub async fn prepare(brokers: &str, settings: &Settings) -> Result<WireCodec, Pi
     }
 }
 
+fn relay_config(brokers: &str, settings: &Settings) -> RelayConfig {
+    let mut config = RelayConfig::new(brokers);
+    config.message_timeout = Duration::from_millis(settings.publish_timeout_ms.max(1));
+    config
+}
+
 /// A relay on its own, for `tracseq relay`: publishes until `stop` turns true.
 pub async fn run_relay(
     pool: PgPool,
@@ -58,7 +64,7 @@ pub async fn run_relay(
     stop: watch::Receiver<bool>,
 ) -> Result<(), PipelineError> {
     let codec = Arc::new(prepare(brokers, settings).await?);
-    let relay = OutboxRelay::new(pool, codec, metrics, RelayConfig::new(brokers))
+    let relay = OutboxRelay::new(pool, codec, metrics, relay_config(brokers, settings))
         .map_err(|e| PipelineError(e.to_string()))?;
     relay.run(stop).await;
     Ok(())
@@ -87,7 +93,7 @@ impl Pipeline {
                 pool.clone(),
                 Arc::clone(&codec),
                 metrics.clone(),
-                RelayConfig::new(brokers),
+                relay_config(brokers, settings),
             )
             .map_err(|e| PipelineError(e.to_string()))?;
             Some(tokio::spawn(relay.run(stopped.clone())))
