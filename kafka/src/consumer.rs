@@ -184,36 +184,22 @@ impl<H: EventHandler> Applier<H> {
         }
         let mut tx = self.pool.begin().await.map_err(|e| e.to_string())?;
         let mut results = Vec::with_capacity(decoded.len());
-        let mut newest = None;
         for (header, event) in &decoded {
-            let first_time = sqlx::query(
-                "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            )
-            .bind(self.handler.name())
-            .bind(header.event_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| e.to_string())?
-            .rows_affected()
-                == 1;
-            if first_time {
-                self.handler
-                    .handle(&mut tx, header, event)
+            results.push(
+                self.apply_in(&mut tx, header, event)
                     .await
-                    .map_err(|e| e.to_string())?;
-                newest = newest.max(Some(header.recorded_at));
-                results.push(Applied::Applied);
-            } else {
-                results.push(Applied::AlreadyApplied);
-            }
+                    .map_err(|e| e.to_string())?,
+            );
         }
         tx.commit().await.map_err(|e| e.to_string())?;
-        if let Some(at) = newest {
-            let lag = (Utc::now() - at).num_microseconds().unwrap_or(0) as f64 / 1e6;
-            self.metrics
-                .projection_lag
-                .with_label_values(&[self.handler.name()])
-                .set(lag.max(0.0));
+        let newest = decoded
+            .iter()
+            .zip(&results)
+            .filter(|(_, applied)| **applied == Applied::Applied)
+            .map(|((header, _), _)| header.recorded_at)
+            .max();
+        if let Some(newest) = newest {
+            self.observe_lag(newest);
         }
         Ok(results)
     }
@@ -236,33 +222,46 @@ impl<H: EventHandler> Applier<H> {
             HandlerError::Permanent(m) => (m, false),
         };
         let mut tx = self.pool.begin().await.map_err(|e| fail(e.into()))?;
+        let applied = self
+            .apply_in(&mut tx, &header, &event)
+            .await
+            .map_err(fail)?;
+        tx.commit().await.map_err(|e| fail(e.into()))?;
+        self.observe_lag(header.recorded_at);
+        Ok(applied)
+    }
+
+    /// Records the event as processed by this consumer and applies it, inside `conn`'s
+    /// transaction; an event already recorded is left alone.
+    async fn apply_in(
+        &self,
+        conn: &mut PgConnection,
+        header: &EventHeader,
+        event: &SampleEvent,
+    ) -> Result<Applied, HandlerError> {
         let first_time = sqlx::query(
             "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         )
         .bind(self.handler.name())
         .bind(header.event_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| fail(e.into()))?
+        .execute(&mut *conn)
+        .await?
         .rows_affected()
             == 1;
         if !first_time {
             return Ok(Applied::AlreadyApplied);
         }
-        self.handler
-            .handle(&mut tx, &header, &event)
-            .await
-            .map_err(fail)?;
-        tx.commit().await.map_err(|e| fail(e.into()))?;
-        let lag = (Utc::now() - header.recorded_at)
-            .num_microseconds()
-            .unwrap_or(0) as f64
-            / 1e6;
+        self.handler.handle(conn, header, event).await?;
+        Ok(Applied::Applied)
+    }
+
+    /// How old the newest applied event was when its transaction committed.
+    fn observe_lag(&self, recorded_at: DateTime<Utc>) {
+        let lag = (Utc::now() - recorded_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
         self.metrics
             .projection_lag
             .with_label_values(&[self.handler.name()])
             .set(lag.max(0.0));
-        Ok(Applied::Applied)
     }
 }
 
