@@ -7,4 +7,4 @@ pub mod aggregate;
 pub mod sample;
 pub mod testing;
 
-pub use aggregate::{Aggregate, DomainEvent};
+pub use aggregate::{Aggregate, DomainEvent, PayloadError, untag};

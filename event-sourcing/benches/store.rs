@@ -661,8 +661,8 @@ fn seed_request(n: u64, max_events: usize, tally: &mut Tally) -> Result<AppendRe
             events.push(NewEvent {
                 event_id: Uuid::now_v7(),
                 event_type: event.event_type(),
-                schema_version: event.schema_version(),
-                payload: serde_json::to_string(&event)?,
+                schema_version: SampleEvent::SCHEMA_VERSION,
+                payload: event.to_payload()?.to_string(),
                 metadata: EventMetadata {
                     user: "seed".into(),
                     command_id,
@@ -714,8 +714,9 @@ fn fold(samples: &mut HashMap<Uuid, Sample>, aggregate_id: Uuid, event: &SampleE
 async fn replay_stream(store: &EventStore) -> Result<Tally> {
     let mut samples = HashMap::new();
     let mut events = 0u64;
-    let mut stream = std::pin::pin!(store.stream_all::<SampleEvent>());
+    let mut stream = std::pin::pin!(store.stream_all());
     while let Some(event) = stream.try_next().await? {
+        let event = event.decode::<SampleEvent>()?;
         fold(&mut samples, event.aggregate_id, &event.payload);
         events += 1;
     }
@@ -728,13 +729,14 @@ async fn replay_paged(store: &EventStore, page: i64) -> Result<Tally> {
     let mut events = 0u64;
     let mut cursor = LogCursor::START;
     loop {
-        let batch = store.read_after::<SampleEvent>(cursor, page).await?;
+        let batch = store.read_after(cursor, page).await?;
         let Some(last) = batch.last() else { break };
         cursor = last.cursor();
-        for event in &batch {
+        events += batch.len() as u64;
+        for event in batch {
+            let event = event.decode::<SampleEvent>()?;
             fold(&mut samples, event.aggregate_id, &event.payload);
         }
-        events += batch.len() as u64;
     }
     Ok(Tally::of(events, &samples))
 }

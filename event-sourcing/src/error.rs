@@ -20,6 +20,8 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("stored data could not be decoded: {0}")]
     Codec(#[from] serde_json::Error),
+    #[error("stored event could not be read: {0}")]
+    Payload(#[from] cqrs::PayloadError),
     #[error("the event store's writers have stopped")]
     Closed,
 }

@@ -17,7 +17,9 @@
 use crate::error::StoreError;
 use crate::metadata::EventMetadata;
 use chrono::{DateTime, Utc};
+use cqrs::{DomainEvent, PayloadError};
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
 use sqlx::{PgPool, Row};
@@ -63,6 +65,26 @@ impl<P> StoredEvent<P> {
     }
 }
 
+impl StoredEvent<Value> {
+    /// The event with its payload read as `E`, through `E`'s upcasters.
+    pub fn decode<E: DomainEvent>(self) -> Result<StoredEvent<E>, PayloadError> {
+        let payload = E::from_payload(&self.event_type, self.schema_version, self.payload)?;
+        Ok(StoredEvent {
+            position: self.position,
+            transaction_id: self.transaction_id,
+            aggregate_type: self.aggregate_type,
+            aggregate_id: self.aggregate_id,
+            version: self.version,
+            event_id: self.event_id,
+            event_type: self.event_type,
+            schema_version: self.schema_version,
+            payload,
+            metadata: self.metadata,
+            recorded_at: self.recorded_at,
+        })
+    }
+}
+
 pub(crate) const EVENT_COLUMNS: &str = "position, transaction_id, aggregate_type, aggregate_id, \
      version, event_id, event_type, schema_version, payload, metadata, recorded_at";
 
@@ -87,11 +109,11 @@ pub(crate) fn decode_row<P: DeserializeOwned>(row: &PgRow) -> Result<StoredEvent
 }
 
 /// Reads up to `limit` events after `cursor`, in log order, from finished transactions only.
-pub(crate) async fn read_after<P: DeserializeOwned>(
+pub(crate) async fn read_after(
     pool: &PgPool,
     cursor: LogCursor,
     limit: i64,
-) -> Result<Vec<StoredEvent<P>>, StoreError> {
+) -> Result<Vec<StoredEvent<Value>>, StoreError> {
     let sql = format!(
         "SELECT {EVENT_COLUMNS} FROM events \
          WHERE (transaction_id, position) > ($1, $2) \

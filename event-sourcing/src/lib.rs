@@ -7,6 +7,7 @@ mod cache;
 mod error;
 mod follow;
 mod metadata;
+mod progress;
 mod projection;
 mod repository;
 mod store;
@@ -16,7 +17,11 @@ pub use append::{AppendRequest, Appended, NewEvent, SnapshotWrite, UniqueClaim};
 pub use error::{CommandError, StoreError};
 pub use follow::{LogCursor, StoredEvent};
 pub use metadata::{CommandContext, EventMetadata, new_traceparent};
-pub use projection::{Projection, ProjectionError, ProjectionHandle, ProjectionRunner};
+pub use progress::{Progress, ProgressBoard, Stuck};
+pub use projection::{
+    Envelope, Projection, ProjectionError, ProjectionHandle, ProjectionRunner,
+    is_transient_database_error,
+};
 pub use repository::{CommandOutcome, ExpectedVersion};
 pub use store::{EventStore, Loaded, RecordedCommand, StoreConfig};
 

@@ -1,51 +1,148 @@
-//! Read-model projections fed by following the log, with a checkpoint committed in the
-//! same transaction as the rows they write: a restart resumes exactly where it stopped and
-//! an event is never applied twice or skipped.
+//! Read models kept up to date from events: one [`Projection`] trait, fed either by
+//! following the event log in-process ([`ProjectionRunner`]) or by a Kafka consumer
+//! group (`kafka::consumer`). A projection names the aggregate whose events it reads and
+//! applies one [`Envelope`] at a time inside the caller's transaction; the caller commits
+//! its progress (a log checkpoint, or a `processed_events` row before the Kafka offset) in
+//! that same transaction, so an event is never applied twice or skipped.
+//!
+//! Failures are classified ([`ProjectionError`]): a transient one (the database is down)
+//! is retried without limit; a permanent one (an event the projection refuses) is set
+//! aside by the Kafka consumer as a dead letter. The in-process runner has nowhere to set
+//! an event aside, so it retries and reports itself stuck ([`crate::Progress`]), which
+//! turns readiness red with the reason.
 
 use crate::error::StoreError;
 use crate::follow::{LogCursor, StoredEvent};
+use crate::metadata::EventMetadata;
+use crate::progress::Progress;
 use crate::store::EventStore;
-use serde_json::Value;
+use chrono::{DateTime, Utc};
+use cqrs::{Aggregate, PayloadError};
 use sqlx::PgConnection;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+/// An event as every projection sees it, wherever it came from.
+#[derive(Debug, Clone)]
+pub struct Envelope<E> {
+    pub event_id: Uuid,
+    pub aggregate_type: String,
+    pub aggregate_id: Uuid,
+    /// The aggregate's version after this event.
+    pub version: u64,
+    pub event_type: String,
+    pub recorded_at: DateTime<Utc>,
+    pub metadata: EventMetadata,
+    pub payload: E,
+}
+
+impl<E> From<StoredEvent<E>> for Envelope<E> {
+    fn from(e: StoredEvent<E>) -> Self {
+        Self {
+            event_id: e.event_id,
+            aggregate_type: e.aggregate_type,
+            aggregate_id: e.aggregate_id,
+            version: e.version,
+            event_type: e.event_type,
+            recorded_at: e.recorded_at,
+            metadata: e.metadata,
+            payload: e.payload,
+        }
+    }
+}
 
 /// Why a projection could not apply an event.
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
-    #[error("projection database error: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("event could not be decoded: {0}")]
-    Decode(#[from] serde_json::Error),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The projection refused the event (e.g. it arrived before its predecessor).
+    /// May succeed if tried again unchanged (a lost connection, a deadlock, a lock timeout).
     #[error("{0}")]
-    Rejected(String),
+    Transient(String),
+    /// Will fail the same way until something is fixed (a malformed or refused event).
+    #[error("{0}")]
+    Permanent(String),
 }
 
-/// A read model kept up to date from the log.
+impl ProjectionError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Transient(_))
+    }
+}
+
+/// Whether a database error may pass by itself.
+pub fn is_transient_database_error(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // connection exceptions, serialization failure/deadlock, insufficient
+            // resources, operator intervention (admin shutdown, cannot connect now),
+            // lock not available
+            ["08", "40", "53", "57"]
+                .iter()
+                .any(|class| code.starts_with(class))
+                || code == "55P03"
+        }),
+        _ => false,
+    }
+}
+
+impl From<sqlx::Error> for ProjectionError {
+    fn from(error: sqlx::Error) -> Self {
+        if is_transient_database_error(&error) {
+            Self::Transient(error.to_string())
+        } else {
+            Self::Permanent(error.to_string())
+        }
+    }
+}
+
+impl From<StoreError> for ProjectionError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Database(db) => db.into(),
+            other if other.is_transient() => Self::Transient(other.to_string()),
+            other => Self::Permanent(other.to_string()),
+        }
+    }
+}
+
+impl From<PayloadError> for ProjectionError {
+    fn from(error: PayloadError) -> Self {
+        Self::Permanent(format!("cannot decode: {error}"))
+    }
+}
+
+/// A read model kept up to date from one aggregate's events.
 pub trait Projection: Send + Sync + 'static {
-    /// Names the projection's checkpoint; change it to rebuild from scratch.
+    /// Names the projection's checkpoint, consumer group and de-duplication records.
     const NAME: &'static str;
 
-    /// Applies one event inside the projection's transaction.
+    /// Whose events it reads; it never sees another aggregate's.
+    type Aggregate: Aggregate;
+
+    /// Applies one event inside the caller's transaction.
     fn apply(
         &self,
         conn: &mut PgConnection,
-        event: &StoredEvent<Value>,
+        event: &Envelope<<Self::Aggregate as Aggregate>::Event>,
     ) -> impl Future<Output = Result<(), ProjectionError>> + Send;
 }
 
-/// Runs a projection in the background.
+/// Runs a projection in the background by following the log.
 pub struct ProjectionRunner<P> {
     store: EventStore,
     projection: Arc<P>,
     batch_size: i64,
     poll_interval: Duration,
+    progress: Progress,
 }
 
 impl<P: Projection> ProjectionRunner<P> {
@@ -55,6 +152,7 @@ impl<P: Projection> ProjectionRunner<P> {
             projection: Arc::new(projection),
             batch_size: 500,
             poll_interval: Duration::from_millis(250),
+            progress: Progress::new(P::NAME),
         }
     }
 
@@ -62,6 +160,12 @@ impl<P: Projection> ProjectionRunner<P> {
     /// commits wake the runner at once).
     pub fn poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval;
+        self
+    }
+
+    /// Reports to `progress` (for readiness) instead of a private tracker.
+    pub fn progress(mut self, progress: Progress) -> Self {
+        self.progress = progress;
         self
     }
 
@@ -73,7 +177,9 @@ impl<P: Projection> ProjectionRunner<P> {
                 match self.run(&progress_tx).await {
                     Ok(()) => return,
                     Err(error) => {
-                        tracing::error!(projection = P::NAME, %error, ?backoff, "projection failed; retrying");
+                        self.progress.failed(&error.to_string());
+                        tracing::error!(projection = P::NAME, %error, transient = error.is_transient(),
+                            ?backoff, "projection failed; retrying");
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(30));
                     }
@@ -90,11 +196,9 @@ impl<P: Projection> ProjectionRunner<P> {
         let mut commits = self.store.commits();
         loop {
             commits.borrow_and_update();
-            let events = self
-                .store
-                .read_after::<Value>(cursor, self.batch_size)
-                .await?;
+            let events = self.store.read_after(cursor, self.batch_size).await?;
             let Some(last) = events.last().map(StoredEvent::cursor) else {
+                self.progress.advanced();
                 if progress.is_closed() {
                     return Ok(());
                 }
@@ -102,8 +206,14 @@ impl<P: Projection> ProjectionRunner<P> {
                 continue;
             };
             let mut tx = pool.begin().await?;
-            for event in &events {
-                self.projection.apply(&mut tx, event).await?;
+            for event in events {
+                if event.aggregate_type != <P::Aggregate as Aggregate>::TYPE {
+                    continue;
+                }
+                let envelope = Envelope::from(
+                    event.decode::<<P::Aggregate as Aggregate>::Event>()?,
+                );
+                self.projection.apply(&mut tx, &envelope).await?;
             }
             sqlx::query(
                 "INSERT INTO projection_checkpoints (projection, transaction_id, position) \
@@ -118,6 +228,7 @@ impl<P: Projection> ProjectionRunner<P> {
             .await?;
             tx.commit().await?;
             cursor = last;
+            self.progress.advanced();
             progress.send_replace(cursor);
         }
     }
@@ -151,7 +262,6 @@ impl ProjectionHandle {
     }
 
     /// Waits until the projection has applied everything up to `cursor`; false on timeout.
-    /// Commands use it to give the pages they lead to read-your-writes.
     pub async fn wait_for(&self, cursor: LogCursor, timeout: Duration) -> bool {
         let mut progress = self.progress.clone();
         matches!(

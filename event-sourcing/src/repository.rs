@@ -206,12 +206,12 @@ impl EventStore {
                 Ok(NewEvent {
                     event_id: Uuid::now_v7(),
                     event_type: event.event_type(),
-                    schema_version: event.schema_version(),
-                    payload: serde_json::to_string(event)?,
+                    schema_version: A::Event::SCHEMA_VERSION,
+                    payload: event.to_payload()?.to_string(),
                     metadata: metadata.clone(),
                 })
             })
-            .collect::<Result<Vec<_>, serde_json::Error>>()?;
+            .collect::<Result<Vec<_>, StoreError>>()?;
         let unique_claims = events
             .iter()
             .flat_map(A::unique_values)

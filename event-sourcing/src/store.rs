@@ -4,9 +4,9 @@ use crate::append::{self, AppendRequest, Appended, BatchLimits, Pending};
 use crate::cache::StateCache;
 use crate::error::StoreError;
 use crate::follow::{self, EVENT_COLUMNS, LogCursor, StoredEvent};
-use cqrs::Aggregate;
+use cqrs::{Aggregate, DomainEvent};
 use futures::{Stream, StreamExt, TryStreamExt};
-use serde::de::DeserializeOwned;
+use serde_json::Value;
 use sqlx::types::Json;
 use sqlx::{PgPool, Row};
 use std::sync::Arc;
@@ -146,7 +146,14 @@ impl EventStore {
             }
         }
         for row in rows {
-            let Json(event): Json<A::Event> = row.try_get("payload")?;
+            let event_type: String = row.try_get("event_type")?;
+            let schema_version: i32 = row.try_get("schema_version")?;
+            let Json(payload): Json<Value> = row.try_get("payload")?;
+            let event = A::Event::from_payload(
+                &event_type,
+                u32::try_from(schema_version).unwrap_or_default(),
+                payload,
+            )?;
             state.apply(&event);
             version = u64::try_from(row.try_get::<i64, _>("version")?).unwrap_or(version);
         }
@@ -164,34 +171,34 @@ impl EventStore {
     }
 
     /// All events of one aggregate, in version order, with their metadata.
-    pub async fn read_stream<P: DeserializeOwned>(
+    pub async fn read_stream<E: DomainEvent>(
         &self,
         aggregate_id: Uuid,
-    ) -> Result<Vec<StoredEvent<P>>, StoreError> {
+    ) -> Result<Vec<StoredEvent<E>>, StoreError> {
         let sql =
             format!("SELECT {EVENT_COLUMNS} FROM events WHERE aggregate_id = $1 ORDER BY version");
         let rows = sqlx::query(&sql)
             .bind(aggregate_id)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(follow::decode_row).collect()
+        rows.iter()
+            .map(|row| Ok(follow::decode_row::<Value>(row)?.decode::<E>()?))
+            .collect()
     }
 
     /// Reads up to `limit` events after `cursor` in log order; see [`crate::follow`] for
     /// why this never skips an event.
-    pub async fn read_after<P: DeserializeOwned>(
+    pub async fn read_after(
         &self,
         cursor: LogCursor,
         limit: i64,
-    ) -> Result<Vec<StoredEvent<P>>, StoreError> {
+    ) -> Result<Vec<StoredEvent<Value>>, StoreError> {
         follow::read_after(&self.pool, cursor, limit).await
     }
 
     /// Streams every event in position order (for replay); one query, rows arrive as the
     /// server sends them.
-    pub fn stream_all<P: DeserializeOwned + Send + Unpin + 'static>(
-        &self,
-    ) -> impl Stream<Item = Result<StoredEvent<P>, StoreError>> + '_ {
+    pub fn stream_all(&self) -> impl Stream<Item = Result<StoredEvent<Value>, StoreError>> + '_ {
         sqlx::query(concat!(
             "SELECT position, transaction_id, aggregate_type, aggregate_id, version, event_id, ",
             "event_type, schema_version, payload, metadata, recorded_at FROM events ORDER BY position"

@@ -459,7 +459,7 @@ async fn a_follower_under_8_concurrent_writers_sees_every_event_once_in_order() 
             let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
             while tokio::time::Instant::now() < deadline {
                 let finished = done.load(std::sync::atomic::Ordering::SeqCst);
-                let batch = store.read_after::<serde_json::Value>(cursor, 37).await?;
+                let batch = store.read_after(cursor, 37).await?;
                 if batch.is_empty() {
                     if finished {
                         let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")

@@ -1,38 +1,44 @@
-//! Events as Avro records: one schema per event type (`kafka/schemas/*.avsc`, one
-//! namespace), the event's metadata in the record beside its data.
+//! Events as Avro records for any aggregate, with no mapping written per event.
+//!
+//! Every event type has one schema, `kafka/schemas/<AggregateType>/<EventType>.avsc`, all
+//! in one namespace. A record holds the event's envelope (`event_id`, `<aggregate>_id`,
+//! `aggregate_version`, `recorded_at`, `user`, `command_id`, `correlation_id`,
+//! `causation_id`) beside the event's own fields, which are the fields of its stored JSON
+//! payload under the same names (see `cqrs::DomainEvent`). The mapping between JSON and
+//! Avro is driven by the schema alone ([`to_avro`], [`from_avro`]): a uuid or timestamp
+//! logical type reads and writes the text serde uses, a decimal its exact decimal text, an
+//! enum its symbol, an optional field a `["null", T]` union. A payload field that the
+//! schema lacks is an error, never silently dropped.
+//!
+//! The [`EventCatalog`] is what the relay, the codec and consumers know: which aggregates
+//! exist, their events' schemas, and how to lift an old stored payload to the current
+//! version (each aggregate's upcaster, registered with it). The topic and the key field
+//! follow from the aggregate's type name ([`topic_for`], [`key_field`]).
 
 use apache_avro::Schema;
+use apache_avro::schema::{Name, ResolvedSchema};
 use apache_avro::types::Value;
-use chrono::{DateTime, TimeZone, Utc};
-use cqrs::sample::{
-    Barcode, Note, PatientRef, SampleDetails, SampleEvent, SampleId, SampleType, TemperatureZone,
-    VolumeUl,
-};
-use event_sourcing::StoredEvent;
-use std::collections::HashMap;
+use chrono::{DateTime, NaiveDate, SecondsFormat, TimeZone, Utc};
+use cqrs::{Aggregate, DomainEvent, PayloadError};
+use event_sourcing::{Envelope, EventMetadata, StoredEvent};
+use serde_json::{Map, Number, Value as Json};
+use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
+
+include!(concat!(env!("OUT_DIR"), "/schema_files.rs"));
 
 /// The namespace of every event schema.
 pub const NAMESPACE: &str = "org.tracseq.laboratory";
 
-/// `(event type, schema text)` for every event published.
-pub const SCHEMAS: &[(&str, &str)] = &[
-    (
-        "SampleRegistered",
-        include_str!("../schemas/SampleRegistered.avsc"),
-    ),
-    (
-        "SampleReceived",
-        include_str!("../schemas/SampleReceived.avsc"),
-    ),
-    (
-        "SampleValidated",
-        include_str!("../schemas/SampleValidated.avsc"),
-    ),
-    (
-        "SampleRejected",
-        include_str!("../schemas/SampleRejected.avsc"),
-    ),
+/// The envelope fields every event record starts with, after its key field.
+const ENVELOPE: &[&str] = &[
+    "event_id",
+    "aggregate_version",
+    "recorded_at",
+    "user",
+    "command_id",
+    "correlation_id",
+    "causation_id",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -44,355 +50,564 @@ pub enum AvroError {
         name: String,
         source: Box<apache_avro::Error>,
     },
-    #[error("field {field} of {record}: {problem}")]
-    Field {
-        record: String,
-        field: String,
-        problem: String,
-    },
+    #[error("{event_type}: {problem}")]
+    Mapping { event_type: String, problem: String },
+    #[error("event catalogue: {0}")]
+    Catalog(String),
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
 }
 
-fn field_error(record: &str, field: &str, problem: impl Into<String>) -> AvroError {
-    AvroError::Field {
-        record: record.to_owned(),
-        field: field.to_owned(),
+fn mapping(event_type: &str, problem: impl Into<String>) -> AvroError {
+    AvroError::Mapping {
+        event_type: event_type.to_owned(),
         problem: problem.into(),
     }
 }
 
-/// The parsed schemas, by event type.
-#[derive(Debug, Clone)]
-pub struct EventSchemas {
-    by_type: HashMap<&'static str, (&'static str, Schema)>,
+/// `Sample` → `sample`, `StorageUnit` → `storage_unit`.
+pub fn snake_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
-impl EventSchemas {
-    pub fn load() -> Result<Self, AvroError> {
-        let mut by_type = HashMap::new();
-        for (name, text) in SCHEMAS {
-            let schema = Schema::parse_str(text).map_err(|e| AvroError::Schema {
-                name: (*name).to_owned(),
-                source: Box::new(e),
-            })?;
-            by_type.insert(*name, (*text, schema));
-        }
-        Ok(Self { by_type })
+/// The topic an aggregate type's events are published to: `laboratory.<type>.events`.
+pub fn topic_for(aggregate_type: &str) -> String {
+    format!("laboratory.{}.events", snake_case(aggregate_type))
+}
+
+/// The record field holding the aggregate's id (also the Kafka key): `<type>_id`.
+pub fn key_field(aggregate_type: &str) -> String {
+    format!("{}_id", snake_case(aggregate_type))
+}
+
+/// Fully qualified record name of an event type, as subjects name it.
+pub fn full_name(event_type: &str) -> String {
+    format!("{NAMESPACE}.{event_type}")
+}
+
+type Upcast = fn(&str, u32, Json) -> Result<Json, PayloadError>;
+
+/// One event type's schema and what it takes to encode its stored payloads.
+#[derive(Debug)]
+pub struct EventSchema {
+    pub aggregate_type: String,
+    pub event_type: String,
+    pub topic: String,
+    pub text: String,
+    pub schema: Schema,
+    key_field: String,
+    names: HashMap<Name, Schema>,
+    upcast: Upcast,
+}
+
+/// Every aggregate whose events go to Kafka, and their event schemas.
+#[derive(Debug, Default)]
+pub struct EventCatalog {
+    by_type: BTreeMap<String, EventSchema>,
+}
+
+impl EventCatalog {
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    /// The schema text and parsed schema of an event type.
-    pub fn get(&self, event_type: &str) -> Result<(&'static str, &Schema), AvroError> {
+    /// Adds aggregate `A` with its schemas from `kafka/schemas/<A::TYPE>/`.
+    pub fn with<A: Aggregate>(self) -> Result<Self, AvroError> {
+        let texts: Vec<&str> = SCHEMA_FILES
+            .iter()
+            .filter(|(aggregate, _)| *aggregate == A::TYPE)
+            .map(|(_, text)| *text)
+            .collect();
+        self.with_schemas::<A>(&texts)
+    }
+
+    /// Adds aggregate `A` with the given schema texts, one per event type; every event
+    /// type of `A` must have one, and each must carry the envelope fields.
+    pub fn with_schemas<A: Aggregate>(mut self, texts: &[&str]) -> Result<Self, AvroError> {
+        let key = key_field(A::TYPE);
+        for text in texts {
+            let schema = Schema::parse_str(text).map_err(|e| AvroError::Schema {
+                name: A::TYPE.to_owned(),
+                source: Box::new(e),
+            })?;
+            let Schema::Record(record) = &schema else {
+                return Err(AvroError::Catalog(format!(
+                    "a schema of {} is not a record",
+                    A::TYPE
+                )));
+            };
+            let event_type = record.name.name().to_owned();
+            if record.name.namespace() != Some(NAMESPACE) {
+                return Err(AvroError::Catalog(format!(
+                    "{event_type}: namespace must be {NAMESPACE}"
+                )));
+            }
+            if !<A::Event as DomainEvent>::EVENT_TYPES.contains(&event_type.as_str()) {
+                return Err(AvroError::Catalog(format!(
+                    "{event_type} is not an event of {}",
+                    A::TYPE
+                )));
+            }
+            for field in std::iter::once(key.as_str()).chain(ENVELOPE.iter().copied()) {
+                if !record.lookup.contains_key(field) {
+                    return Err(AvroError::Catalog(format!(
+                        "{event_type}: the envelope field {field} is missing"
+                    )));
+                }
+            }
+            if self.by_type.contains_key(&event_type) {
+                return Err(AvroError::Catalog(format!(
+                    "{event_type} has two schemas"
+                )));
+            }
+            let names = named_types(&schema, &event_type)?;
+            self.by_type.insert(
+                event_type.clone(),
+                EventSchema {
+                    aggregate_type: A::TYPE.to_owned(),
+                    event_type,
+                    topic: topic_for(A::TYPE),
+                    text: (*text).to_owned(),
+                    key_field: key.clone(),
+                    names,
+                    upcast: <A::Event as DomainEvent>::upcast,
+                    schema,
+                },
+            );
+        }
+        for event_type in <A::Event as DomainEvent>::EVENT_TYPES {
+            if !self.by_type.contains_key(*event_type) {
+                return Err(AvroError::Catalog(format!(
+                    "no Avro schema for {event_type} (expected kafka/schemas/{}/{event_type}.avsc)",
+                    A::TYPE
+                )));
+            }
+        }
+        Ok(self)
+    }
+
+    pub fn get(&self, event_type: &str) -> Result<&EventSchema, AvroError> {
         self.by_type
             .get(event_type)
-            .map(|(text, schema)| (*text, schema))
             .ok_or_else(|| AvroError::UnknownEventType(event_type.to_owned()))
     }
 
-    /// Fully qualified record name of an event type, as subjects name it.
-    pub fn full_name(event_type: &str) -> String {
-        format!("{NAMESPACE}.{event_type}")
+    pub fn schemas(&self) -> impl Iterator<Item = &EventSchema> {
+        self.by_type.values()
+    }
+
+    /// The topics of every aggregate in the catalogue.
+    pub fn topics(&self) -> Vec<String> {
+        let mut topics: Vec<String> = self.by_type.values().map(|s| s.topic.clone()).collect();
+        topics.sort();
+        topics.dedup();
+        topics
     }
 }
 
-/// The metadata every event record carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventHeader {
-    pub event_id: Uuid,
-    pub sample_id: Uuid,
-    pub aggregate_version: u64,
-    pub recorded_at: DateTime<Utc>,
-    pub user: String,
-    pub command_id: Uuid,
-    pub correlation_id: Uuid,
-    pub causation_id: Uuid,
-}
-
-impl EventHeader {
-    pub fn of(event: &StoredEvent<SampleEvent>) -> Self {
-        Self {
-            event_id: event.event_id,
-            sample_id: event.aggregate_id,
-            aggregate_version: event.version,
-            recorded_at: event.recorded_at,
-            user: event.metadata.user.clone(),
-            command_id: event.metadata.command_id,
-            correlation_id: event.metadata.correlation_id,
-            causation_id: event.metadata.causation_id,
-        }
-    }
-}
-
-fn micros(at: DateTime<Utc>) -> Value {
-    Value::TimestampMicros(at.timestamp_micros())
-}
-
-fn optional(value: Option<Value>) -> Value {
-    match value {
-        None => Value::Union(0, Box::new(Value::Null)),
-        Some(v) => Value::Union(1, Box::new(v)),
-    }
-}
-
-fn enum_value<T: Copy + PartialEq>(all: &[T], value: T, code: fn(T) -> &'static str) -> Value {
-    let index = all.iter().position(|v| *v == value).unwrap_or(0);
-    Value::Enum(u32::try_from(index).unwrap_or(0), code(value).to_owned())
-}
-
-/// Volume as an Avro `decimal(10,3)`: the unscaled value (nanolitres), big-endian.
-fn decimal(volume: VolumeUl) -> Value {
-    let unscaled = i64::try_from(volume.nanolitres()).unwrap_or(i64::MAX);
-    let bytes = unscaled.to_be_bytes();
-    // Minimal two's-complement form: drop leading zero bytes while the sign stays positive.
-    let start = bytes
+fn named_types(schema: &Schema, event_type: &str) -> Result<HashMap<Name, Schema>, AvroError> {
+    let resolved = ResolvedSchema::try_from(schema).map_err(|e| AvroError::Schema {
+        name: event_type.to_owned(),
+        source: Box::new(e),
+    })?;
+    Ok(resolved
+        .get_names()
         .iter()
-        .position(|b| *b != 0)
-        .unwrap_or(bytes.len() - 1);
-    let start = if bytes[start] & 0x80 != 0 {
-        start.saturating_sub(1)
-    } else {
-        start
-    };
-    Value::Decimal(apache_avro::Decimal::from(bytes[start..].to_vec()))
+        .map(|(name, schema)| (name.clone(), (*schema).clone()))
+        .collect())
 }
 
-/// The Avro record for an event: `(event type, record)`.
-pub fn to_record(event: &StoredEvent<SampleEvent>) -> (&'static str, Value) {
-    let header = EventHeader::of(event);
-    let mut fields: Vec<(String, Value)> = vec![
-        ("event_id".into(), Value::Uuid(header.event_id)),
-        ("sample_id".into(), Value::Uuid(header.sample_id)),
-        (
-            "aggregate_version".into(),
-            Value::Long(i64::try_from(header.aggregate_version).unwrap_or(i64::MAX)),
+fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+impl EventSchema {
+    /// The Avro record of a stored event: its envelope and its payload, lifted to the
+    /// current payload version first.
+    pub fn to_record(&self, event: &StoredEvent<Json>) -> Result<Value, AvroError> {
+        let payload = (self.upcast)(&event.event_type, event.schema_version, event.payload.clone())?;
+        let mut fields = match payload {
+            Json::Object(fields) => fields,
+            Json::Null => Map::new(),
+            other => return Err(mapping(&self.event_type, format!("payload is not an object: {other}"))),
+        };
+        let envelope = [
+            (self.key_field.as_str(), Json::String(event.aggregate_id.to_string())),
+            ("event_id", Json::String(event.event_id.to_string())),
+            ("aggregate_version", Json::Number(Number::from(event.version))),
+            ("recorded_at", Json::String(rfc3339(event.recorded_at))),
+            ("user", Json::String(event.metadata.user.clone())),
+            ("command_id", Json::String(event.metadata.command_id.to_string())),
+            ("correlation_id", Json::String(event.metadata.correlation_id.to_string())),
+            ("causation_id", Json::String(event.metadata.causation_id.to_string())),
+        ];
+        for (name, value) in envelope {
+            match fields.get(name) {
+                Some(existing) if *existing != value => {
+                    return Err(mapping(
+                        &self.event_type,
+                        format!("payload field {name} = {existing} disagrees with the envelope's {value}"),
+                    ));
+                }
+                _ => {
+                    fields.insert(name.to_owned(), value);
+                }
+            }
+        }
+        let Schema::Record(record) = &self.schema else {
+            return Err(mapping(&self.event_type, "schema is not a record"));
+        };
+        if let Some(unknown) = fields.keys().find(|k| !record.lookup.contains_key(*k)) {
+            return Err(mapping(
+                &self.event_type,
+                format!("field {unknown} is not in the Avro schema; add it to {}.avsc (with a default)", self.event_type),
+            ));
+        }
+        to_avro(&Json::Object(fields), &self.schema, &self.names)
+            .map_err(|problem| mapping(&self.event_type, problem))
+    }
+}
+
+/// An event decoded from its Avro record as `E`, with its envelope.
+pub fn envelope_from_record<E: DomainEvent>(
+    aggregate_type: &str,
+    event_type: &str,
+    record: Json,
+) -> Result<Envelope<E>, AvroError> {
+    let Json::Object(fields) = &record else {
+        return Err(mapping(event_type, "not a record"));
+    };
+    let text = |name: &str| -> Result<&str, AvroError> {
+        fields
+            .get(name)
+            .and_then(Json::as_str)
+            .ok_or_else(|| mapping(event_type, format!("field {name} is missing or not text")))
+    };
+    let uuid = |name: &str| -> Result<Uuid, AvroError> {
+        Uuid::parse_str(text(name)?).map_err(|e| mapping(event_type, format!("field {name}: {e}")))
+    };
+    let recorded_at = DateTime::parse_from_rfc3339(text("recorded_at")?)
+        .map_err(|e| mapping(event_type, format!("field recorded_at: {e}")))?
+        .with_timezone(&Utc);
+    let version = fields
+        .get("aggregate_version")
+        .and_then(Json::as_u64)
+        .ok_or_else(|| mapping(event_type, "field aggregate_version is missing"))?;
+    let metadata = EventMetadata {
+        user: text("user")?.to_owned(),
+        command_id: uuid("command_id")?,
+        correlation_id: uuid("correlation_id")?,
+        causation_id: uuid("causation_id")?,
+        traceparent: None,
+        tracestate: None,
+    };
+    let aggregate_id = uuid(&key_field(aggregate_type))?;
+    let event_id = uuid("event_id")?;
+    let payload = E::from_payload(event_type, E::SCHEMA_VERSION, record)?;
+    Ok(Envelope {
+        event_id,
+        aggregate_type: aggregate_type.to_owned(),
+        aggregate_id,
+        version,
+        event_type: event_type.to_owned(),
+        recorded_at,
+        metadata,
+        payload,
+    })
+}
+
+fn resolve<'a>(schema: &'a Schema, names: &'a HashMap<Name, Schema>) -> Result<&'a Schema, String> {
+    match schema {
+        Schema::Ref { name } => names
+            .get(name)
+            .ok_or_else(|| format!("unknown named type {name:?}")),
+        other => Ok(other),
+    }
+}
+
+fn kind(json: &Json) -> &'static str {
+    match json {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "text",
+        Json::Array(_) => "a list",
+        Json::Object(_) => "an object",
+    }
+}
+
+/// JSON (as serde writes it) to an Avro value of `schema`.
+pub fn to_avro(json: &Json, schema: &Schema, names: &HashMap<Name, Schema>) -> Result<Value, String> {
+    let schema = resolve(schema, names)?;
+    let wrong = || format!("expected {schema} but got {}", kind(json));
+    Ok(match (schema, json) {
+        (Schema::Null, Json::Null) => Value::Null,
+        (Schema::Boolean, Json::Bool(b)) => Value::Boolean(*b),
+        (Schema::Int, Json::Number(n)) => Value::Int(
+            n.as_i64()
+                .and_then(|v| i32::try_from(v).ok())
+                .ok_or_else(|| format!("{n} is not an int"))?,
         ),
-        ("recorded_at".into(), micros(header.recorded_at)),
-        ("user".into(), Value::String(header.user)),
-        ("command_id".into(), Value::Uuid(header.command_id)),
-        ("correlation_id".into(), Value::Uuid(header.correlation_id)),
-        ("causation_id".into(), Value::Uuid(header.causation_id)),
-    ];
-    let notes = |n: &Option<Note>| optional(n.as_ref().map(|n| Value::String(n.to_string())));
-    let name = match &event.payload {
-        SampleEvent::SampleRegistered { details, .. } => {
-            fields.extend([
-                ("barcode".into(), Value::String(details.barcode.to_string())),
-                (
-                    "sample_type".into(),
-                    enum_value(SampleType::ALL, details.sample_type, SampleType::code),
-                ),
-                ("volume_ul".into(), decimal(details.volume)),
-                (
-                    "temperature_zone".into(),
-                    enum_value(
-                        TemperatureZone::ALL,
-                        details.temperature_zone,
-                        TemperatureZone::code,
-                    ),
-                ),
-                (
-                    "patient_ref".into(),
-                    optional(
-                        details
-                            .patient
-                            .as_ref()
-                            .map(|p| Value::String(p.to_string())),
-                    ),
-                ),
-                (
-                    "collected_at".into(),
-                    optional(details.collected_at.map(micros)),
-                ),
-                (
-                    "collected_by".into(),
-                    optional(
-                        details
-                            .collected_by
-                            .as_ref()
-                            .map(|c| Value::String(c.to_string())),
-                    ),
-                ),
-            ]);
-            "SampleRegistered"
+        (Schema::Long, Json::Number(n)) => {
+            Value::Long(n.as_i64().ok_or_else(|| format!("{n} is not a long"))?)
         }
-        SampleEvent::SampleReceived { notes: n } => {
-            fields.push(("notes".into(), notes(n)));
-            "SampleReceived"
+        (Schema::Float, Json::Number(n)) => {
+            Value::Float(n.as_f64().ok_or_else(|| format!("{n} is not a float"))? as f32)
         }
-        SampleEvent::SampleValidated { notes: n } => {
-            fields.push(("notes".into(), notes(n)));
-            "SampleValidated"
+        (Schema::Double, Json::Number(n)) => {
+            Value::Double(n.as_f64().ok_or_else(|| format!("{n} is not a double"))?)
         }
-        SampleEvent::SampleRejected { reason } => {
-            fields.push(("reason".into(), Value::String(reason.to_string())));
-            "SampleRejected"
+        (Schema::String, Json::String(s)) => Value::String(s.clone()),
+        (Schema::Bytes, Json::String(s)) => Value::Bytes(s.as_bytes().to_vec()),
+        (Schema::Uuid(_), Json::String(s)) => {
+            Value::Uuid(Uuid::parse_str(s).map_err(|e| format!("'{s}': {e}"))?)
         }
+        (Schema::Enum(e), Json::String(s)) => {
+            let index = e.symbols.iter().position(|sym| sym == s).ok_or_else(|| {
+                format!("'{s}' is not one of the symbols {}", e.symbols.join(", "))
+            })?;
+            Value::Enum(u32::try_from(index).map_err(|e| e.to_string())?, s.clone())
+        }
+        (Schema::Decimal(d), Json::String(_) | Json::Number(_)) => {
+            let text = match json {
+                Json::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            Value::Decimal(apache_avro::Decimal::from(decimal_bytes(&text, d.precision, d.scale)?))
+        }
+        (Schema::Date, Json::String(s)) => {
+            let date = NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| format!("'{s}': {e}"))?;
+            let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).ok_or("no epoch")?;
+            Value::Date(i32::try_from((date - epoch).num_days()).map_err(|e| e.to_string())?)
+        }
+        (
+            Schema::TimestampMillis | Schema::TimestampMicros | Schema::TimestampNanos,
+            Json::String(s),
+        ) => {
+            let at = DateTime::parse_from_rfc3339(s)
+                .map_err(|e| format!("'{s}': {e}"))?
+                .with_timezone(&Utc);
+            match schema {
+                Schema::TimestampMillis => Value::TimestampMillis(at.timestamp_millis()),
+                Schema::TimestampMicros => Value::TimestampMicros(at.timestamp_micros()),
+                _ => Value::TimestampNanos(at.timestamp_nanos_opt().ok_or("out of range")?),
+            }
+        }
+        (Schema::Array(a), Json::Array(items)) => Value::Array(
+            items
+                .iter()
+                .map(|i| to_avro(i, &a.items, names))
+                .collect::<Result<_, _>>()?,
+        ),
+        (Schema::Map(m), Json::Object(entries)) => Value::Map(
+            entries
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), to_avro(v, &m.types, names)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        (Schema::Union(u), _) => {
+            let mut problems = Vec::new();
+            for (index, branch) in u.variants().iter().enumerate() {
+                match to_avro(json, branch, names) {
+                    Ok(v) => return Ok(Value::Union(u32::try_from(index).map_err(|e| e.to_string())?, Box::new(v))),
+                    Err(p) => problems.push(p),
+                }
+            }
+            return Err(format!("no branch of the union fits: {}", problems.join("; ")));
+        }
+        (Schema::Record(r), Json::Object(fields)) => {
+            let mut out = Vec::with_capacity(r.fields.len());
+            for field in &r.fields {
+                let value = match (fields.get(&field.name), &field.default) {
+                    (Some(v), _) => v,
+                    (None, Some(default)) => default,
+                    (None, None) => return Err(format!("field {} is missing", field.name)),
+                };
+                let avro = to_avro(value, &field.schema, names)
+                    .map_err(|p| format!("field {}: {p}", field.name))?;
+                out.push((field.name.clone(), avro));
+            }
+            Value::Record(out)
+        }
+        _ => return Err(wrong()),
+    })
+}
+
+/// Exact decimal text as the big-endian two's-complement unscaled value of `scale`.
+fn decimal_bytes(text: &str, precision: usize, scale: usize) -> Result<Vec<u8>, String> {
+    let text = text.trim();
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
     };
-    (name, Value::Record(fields))
-}
-
-/// Reads fields of a decoded record by name.
-struct Fields<'a> {
-    record: &'a str,
-    values: HashMap<String, Value>,
-}
-
-impl<'a> Fields<'a> {
-    fn new(record: &'a str, value: Value) -> Result<Self, AvroError> {
-        match value {
-            Value::Record(fields) => Ok(Self {
-                record,
-                values: fields.into_iter().collect(),
-            }),
-            other => Err(field_error(
-                record,
-                "",
-                format!("expected a record, got {other:?}"),
-            )),
-        }
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    let fraction = fraction.trim_end_matches('0');
+    if whole.is_empty() && fraction.is_empty()
+        || !whole.chars().chain(fraction.chars()).all(|c| c.is_ascii_digit())
+    {
+        return Err(format!("'{text}' is not a decimal number"));
     }
-
-    fn take(&mut self, field: &str) -> Result<Value, AvroError> {
-        let value = self
-            .values
-            .remove(field)
-            .ok_or_else(|| field_error(self.record, field, "missing"))?;
-        Ok(match value {
-            Value::Union(_, inner) => *inner,
-            other => other,
-        })
+    if fraction.len() > scale {
+        return Err(format!("'{text}' has more than {scale} decimals"));
     }
-
-    fn fail(&self, field: &str, problem: impl Into<String>) -> AvroError {
-        field_error(self.record, field, problem)
+    let unscaled_digits = format!("{whole}{fraction:0<scale$}");
+    let significant = unscaled_digits.trim_start_matches('0');
+    if significant.len() > precision {
+        return Err(format!("'{text}' has more than {precision} digits"));
     }
-
-    fn string(&mut self, field: &str) -> Result<String, AvroError> {
-        match self.take(field)? {
-            Value::String(s) | Value::Enum(_, s) => Ok(s),
-            Value::Uuid(u) => Ok(u.to_string()),
-            other => Err(self.fail(field, format!("expected a string, got {other:?}"))),
-        }
-    }
-
-    fn optional_string(&mut self, field: &str) -> Result<Option<String>, AvroError> {
-        match self.take(field)? {
-            Value::Null => Ok(None),
-            Value::String(s) => Ok(Some(s)),
-            other => Err(self.fail(field, format!("expected a string or null, got {other:?}"))),
-        }
-    }
-
-    fn uuid(&mut self, field: &str) -> Result<Uuid, AvroError> {
-        match self.take(field)? {
-            Value::Uuid(u) => Ok(u),
-            Value::String(s) => Uuid::parse_str(&s).map_err(|e| self.fail(field, e.to_string())),
-            other => Err(self.fail(field, format!("expected a uuid, got {other:?}"))),
-        }
-    }
-
-    fn timestamp(&mut self, field: &str) -> Result<Option<DateTime<Utc>>, AvroError> {
-        match self.take(field)? {
-            Value::Null => Ok(None),
-            Value::TimestampMicros(us) | Value::Long(us) => Utc
-                .timestamp_micros(us)
-                .single()
-                .map(Some)
-                .ok_or_else(|| self.fail(field, "timestamp out of range")),
-            other => Err(self.fail(field, format!("expected a timestamp, got {other:?}"))),
-        }
-    }
-
-    fn long(&mut self, field: &str) -> Result<i64, AvroError> {
-        match self.take(field)? {
-            Value::Long(v) => Ok(v),
-            Value::Int(v) => Ok(i64::from(v)),
-            other => Err(self.fail(field, format!("expected a long, got {other:?}"))),
-        }
-    }
-
-    fn note(&mut self, field: &str) -> Result<Option<Note>, AvroError> {
-        self.optional_string(field)?
-            .map(|s| Note::parse(&s).map_err(|e| self.fail(field, e.message)))
-            .transpose()
-    }
-}
-
-fn volume_from(value: Value, fields: &Fields<'_>) -> Result<VolumeUl, AvroError> {
-    let Value::Decimal(decimal) = value else {
-        return Err(fields.fail("volume_ul", "expected a decimal"));
+    let mut unscaled: i128 = if significant.is_empty() {
+        0
+    } else {
+        significant.parse().map_err(|_| format!("'{text}' is out of range"))?
     };
-    let bytes: Vec<u8> =
-        Vec::<u8>::try_from(&decimal).map_err(|e| fields.fail("volume_ul", e.to_string()))?;
-    if bytes.is_empty() || bytes.len() > 8 {
-        return Err(fields.fail("volume_ul", "decimal out of range"));
+    if negative {
+        unscaled = -unscaled;
+    }
+    let bytes = unscaled.to_be_bytes();
+    // Minimal two's-complement form: drop leading bytes that only repeat the sign.
+    let mut start = 0;
+    while start < bytes.len() - 1 {
+        let (b, next) = (bytes[start], bytes[start + 1]);
+        if (b == 0x00 && next & 0x80 == 0) || (b == 0xff && next & 0x80 != 0) {
+            start += 1;
+        } else {
+            break;
+        }
+    }
+    Ok(bytes[start..].to_vec())
+}
+
+fn decimal_text(bytes: &[u8], scale: usize) -> Result<String, String> {
+    if bytes.is_empty() || bytes.len() > 16 {
+        return Err("decimal out of range".into());
     }
     let fill = if bytes[0] & 0x80 != 0 { 0xff } else { 0 };
-    let mut full = [fill; 8];
-    full[8 - bytes.len()..].copy_from_slice(&bytes);
-    let nanolitres = i64::from_be_bytes(full);
-    let text = format!("{}.{:03}", nanolitres / 1000, (nanolitres % 1000).abs());
-    VolumeUl::parse(&text).map_err(|e| fields.fail("volume_ul", e.message))
+    let mut full = [fill; 16];
+    full[16 - bytes.len()..].copy_from_slice(bytes);
+    let unscaled = i128::from_be_bytes(full);
+    let digits = unscaled.unsigned_abs().to_string();
+    let sign = if unscaled < 0 { "-" } else { "" };
+    if scale == 0 {
+        return Ok(format!("{sign}{digits}"));
+    }
+    let padded = format!("{digits:0>width$}", width = scale + 1);
+    let (whole, fraction) = padded.split_at(padded.len() - scale);
+    Ok(format!("{sign}{whole}.{fraction}"))
 }
 
-/// An event read back from its Avro record.
-pub fn from_record(
-    event_type: &str,
-    value: Value,
-) -> Result<(EventHeader, SampleEvent), AvroError> {
-    let mut f = Fields::new(event_type, value)?;
-    let header = EventHeader {
-        event_id: f.uuid("event_id")?,
-        sample_id: f.uuid("sample_id")?,
-        aggregate_version: u64::try_from(f.long("aggregate_version")?).unwrap_or(0),
-        recorded_at: f
-            .timestamp("recorded_at")?
-            .ok_or_else(|| f.fail("recorded_at", "missing"))?,
-        user: f.string("user")?,
-        command_id: f.uuid("command_id")?,
-        correlation_id: f.uuid("correlation_id")?,
-        causation_id: f.uuid("causation_id")?,
-    };
-    let event = match event_type {
-        "SampleRegistered" => {
-            let barcode = f.string("barcode")?;
-            let sample_type = f.string("sample_type")?;
-            let zone = f.string("temperature_zone")?;
-            let volume = f.take("volume_ul")?;
-            let volume = volume_from(volume, &f)?;
-            let patient = f.optional_string("patient_ref")?;
-            let collected_at = f.timestamp("collected_at")?;
-            let collected_by = f.note("collected_by")?;
-            SampleEvent::SampleRegistered {
-                id: SampleId::from_uuid(header.sample_id),
-                details: SampleDetails {
-                    barcode: Barcode::parse(&barcode).map_err(|e| f.fail("barcode", e.message))?,
-                    sample_type: SampleType::parse(&sample_type)
-                        .map_err(|e| f.fail("sample_type", e.message))?,
-                    volume,
-                    temperature_zone: TemperatureZone::parse(&zone)
-                        .map_err(|e| f.fail("temperature_zone", e.message))?,
-                    patient: patient
-                        .map(|p| {
-                            PatientRef::parse(&p).map_err(|e| f.fail("patient_ref", e.message))
-                        })
-                        .transpose()?,
-                    collected_at,
-                    collected_by,
-                },
-            }
+fn number(n: impl Into<Number>) -> Json {
+    Json::Number(n.into())
+}
+
+fn micros_text(us: i64) -> Result<Json, String> {
+    Utc.timestamp_micros(us)
+        .single()
+        .map(|t| Json::String(rfc3339(t)))
+        .ok_or_else(|| "timestamp out of range".to_owned())
+}
+
+/// An Avro value of `schema` (the writer's) as the JSON serde reads.
+pub fn from_avro(value: Value, schema: &Schema, names: &HashMap<Name, Schema>) -> Result<Json, String> {
+    let schema = resolve(schema, names)?;
+    Ok(match (value, schema) {
+        (Value::Null, _) => Json::Null,
+        (Value::Boolean(b), _) => Json::Bool(b),
+        (Value::Int(v), _) => number(v),
+        (Value::Long(v), _) => number(v),
+        (Value::Float(v), _) => Number::from_f64(f64::from(v)).map_or(Json::Null, Json::Number),
+        (Value::Double(v), _) => Number::from_f64(v).map_or(Json::Null, Json::Number),
+        (Value::String(s), _) | (Value::Enum(_, s), _) => Json::String(s),
+        (Value::Bytes(b), _) => Json::String(String::from_utf8_lossy(&b).into_owned()),
+        (Value::Uuid(u), _) => Json::String(u.to_string()),
+        (Value::Decimal(d), Schema::Decimal(ds)) => {
+            let bytes: Vec<u8> = Vec::<u8>::try_from(&d).map_err(|e| e.to_string())?;
+            Json::String(decimal_text(&bytes, ds.scale)?)
         }
-        "SampleReceived" => SampleEvent::SampleReceived {
-            notes: f.note("notes")?,
-        },
-        "SampleValidated" => SampleEvent::SampleValidated {
-            notes: f.note("notes")?,
-        },
-        "SampleRejected" => {
-            let reason = f.string("reason")?;
-            SampleEvent::SampleRejected {
-                reason: Note::parse(&reason).map_err(|e| f.fail("reason", e.message))?,
-            }
+        (Value::Date(days), _) => {
+            let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).ok_or("no epoch")?;
+            Json::String((epoch + chrono::Duration::days(i64::from(days))).to_string())
         }
-        other => return Err(AvroError::UnknownEventType(other.to_owned())),
-    };
-    Ok((header, event))
+        (Value::TimestampMicros(us), _) => micros_text(us)?,
+        (Value::TimestampMillis(ms), _) => micros_text(ms.saturating_mul(1000))?,
+        (Value::TimestampNanos(ns), _) => Json::String(rfc3339(Utc.timestamp_nanos(ns))),
+        (Value::Union(index, inner), Schema::Union(u)) => {
+            let branch = u
+                .variants()
+                .get(index as usize)
+                .ok_or_else(|| format!("union branch {index} does not exist"))?;
+            from_avro(*inner, branch, names)?
+        }
+        (Value::Array(items), Schema::Array(a)) => Json::Array(
+            items
+                .into_iter()
+                .map(|i| from_avro(i, &a.items, names))
+                .collect::<Result<_, _>>()?,
+        ),
+        (Value::Map(entries), Schema::Map(m)) => Json::Object(
+            entries
+                .into_iter()
+                .map(|(k, v)| Ok((k, from_avro(v, &m.types, names)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        (Value::Record(fields), Schema::Record(r)) => {
+            let mut out = Map::with_capacity(fields.len());
+            for (name, value) in fields {
+                let field_schema = r
+                    .lookup
+                    .get(&name)
+                    .and_then(|i| r.fields.get(*i))
+                    .map(|f| &f.schema)
+                    .ok_or_else(|| format!("field {name} is not in the writer's schema"))?;
+                out.insert(name, from_avro(value, field_schema, names)?);
+            }
+            Json::Object(out)
+        }
+        (value, schema) => return Err(format!("cannot read {value:?} as {schema}")),
+    })
+}
+
+/// Named types of a writer's schema, for [`from_avro`].
+pub fn names_of(schema: &Schema) -> Result<HashMap<Name, Schema>, String> {
+    named_types(schema, "writer schema").map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_round_trip_exactly() {
+        for (text, scale, expected) in [
+            ("250", 3, "250.000"),
+            ("0.001", 3, "0.001"),
+            ("-1.5", 3, "-1.500"),
+            ("999999.999", 3, "999999.999"),
+            ("128", 0, "128"),
+        ] {
+            let bytes = decimal_bytes(text, 10, scale).expect("encodes");
+            assert_eq!(decimal_text(&bytes, scale).expect("decodes"), expected);
+        }
+        assert!(decimal_bytes("1.0001", 10, 3).is_err(), "too many decimals");
+        assert!(decimal_bytes("12345678901", 10, 0).is_err(), "too many digits");
+        assert!(decimal_bytes("1e3", 10, 0).is_err());
+        assert_eq!(decimal_bytes("128", 10, 0).expect("ok"), vec![0x00, 0x80]);
+        assert_eq!(decimal_bytes("-1", 10, 0).expect("ok"), vec![0xff]);
+    }
+
+    #[test]
+    fn names_follow_the_aggregate_type() {
+        assert_eq!(topic_for("Sample"), "laboratory.sample.events");
+        assert_eq!(key_field("StorageUnit"), "storage_unit_id");
+    }
 }

@@ -122,6 +122,18 @@ impl CircuitBreaker {
         }
     }
 
+    /// Ends a round that was allowed but made no call the breaker can judge (nothing to
+    /// send, or a failure before sending): a half-open breaker lets the next probe through
+    /// instead of waiting forever for an outcome that will never be recorded.
+    pub fn release_probe(&self) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        if inner.state == BreakerState::HalfOpen {
+            inner.probe_in_flight = false;
+        }
+    }
+
     /// Records how an allowed call ended.
     pub fn record(&self, success: bool) {
         self.record_at(success, Instant::now());
@@ -241,6 +253,26 @@ mod tests {
         assert_eq!(b.state(), BreakerState::Open);
         assert!(!b.allow_at(t0 + Duration::from_secs(9)));
         assert!(b.allow_at(t0 + Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn a_probe_round_that_judged_nothing_does_not_wedge_it_half_open() {
+        let (b, _) = breaker();
+        let t0 = Instant::now();
+        for _ in 0..4 {
+            b.record_at(false, t0);
+        }
+        assert!(b.allow_at(t0 + Duration::from_secs(5)), "the probe");
+        // The probe round found nothing to send: no outcome is recorded.
+        b.release_probe();
+        assert!(
+            b.allow_at(t0 + Duration::from_secs(6)),
+            "the next round may probe again"
+        );
+        b.record_at(true, t0 + Duration::from_secs(6));
+        assert_eq!(b.state(), BreakerState::Closed);
+        b.release_probe();
+        assert_eq!(b.state(), BreakerState::Closed, "no effect when closed");
     }
 
     #[test]

@@ -1,20 +1,36 @@
-//! Consumers that keep read tables up to date from Kafka.
+//! Consumers that keep read tables up to date from Kafka, for any [`Projection`].
 //!
-//! A consumer in a consumer group decodes each message, then applies it in one database
-//! transaction together with a row in `processed_events`; only after that commits does it
-//! commit the message's offset. A redelivered event finds its row and changes nothing.
-//! Transient failures are retried with backoff; a message that still fails, or cannot be
-//! decoded, goes to `laboratory.dead-letter` and the `dead_letters` table, and the
-//! consumer moves on. Dead letters can be re-processed, idempotently, once the cause is
-//! fixed.
+//! A consumer in a consumer group decodes each message with the writer's schema into the
+//! projection's event type, then applies it in one database transaction together with a
+//! row in `processed_events`; a redelivered event finds its row and changes nothing.
+//!
+//! Failures are classified, and an offset is committed only past messages that were
+//! applied or durably set aside:
+//!
+//! - **Transient** (the database or the registry is unreachable, a deadlock): the consumer
+//!   stops where it is and retries the same message with capped, jittered backoff, without
+//!   limit. It shows as `cqrs_consumer_stalled{consumer}` = 1, in `cqrs_retry_attempts_total`,
+//!   and, once it has lasted longer than the configured time, as not ready in
+//!   `/health/ready` (see [`event_sourcing::Progress`]). Nothing is dead-lettered for it.
+//! - **Permanent** (a message that cannot be decoded, an event the projection refuses):
+//!   the message is written to the `dead_letters` table, where operators inspect and
+//!   re-process it, and published to `laboratory.dead-letter`. Only once the table row is
+//!   committed is the offset stored; if the database is down, writing the dead letter is
+//!   itself retried without limit.
+//!
+//! A stalled consumer does not poll Kafka; librdkafka keeps the group session alive in the
+//! background, and if the stall outlasts `max.poll.interval.ms` the group hands the
+//! partitions to another member, which starts from the last committed offset: nothing is
+//! skipped either way.
 
-use crate::avro::EventHeader;
+use crate::avro::topic_for;
 use crate::metrics::PipelineMetrics;
 use crate::retry::{RetryPolicy, jitter_seed};
-use crate::topics::{self, client_config};
+use crate::topics::{self, client_config, producer_config};
 use crate::wire::{WireCodec, WireError};
 use chrono::{DateTime, Utc};
-use cqrs::sample::SampleEvent;
+use cqrs::Aggregate;
+use event_sourcing::{Envelope, Progress, Projection, ProjectionError};
 use futures::FutureExt;
 use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -22,56 +38,12 @@ use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-/// Why a handler could not apply an event.
-#[derive(Debug, thiserror::Error)]
-pub enum HandlerError {
-    /// May succeed if tried again (a lost connection, a lock timeout).
-    #[error("{0}")]
-    Transient(String),
-    /// Will fail the same way until something is fixed.
-    #[error("{0}")]
-    Permanent(String),
-}
-
-impl From<sqlx::Error> for HandlerError {
-    fn from(error: sqlx::Error) -> Self {
-        let transient = match &error {
-            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
-            sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-                // connection exceptions, serialization/deadlock, resources, operator intervention
-                ["08", "40", "53", "57"]
-                    .iter()
-                    .any(|class| code.starts_with(class))
-                    || code == "55P03"
-            }),
-            _ => false,
-        };
-        if transient {
-            Self::Transient(error.to_string())
-        } else {
-            Self::Permanent(error.to_string())
-        }
-    }
-}
-
-/// Applies events to a read model inside the consumer's transaction.
-pub trait EventHandler: Send + Sync + 'static {
-    /// Names the consumer group and its de-duplication records.
-    fn name(&self) -> &'static str;
-
-    fn handle(
-        &self,
-        conn: &mut PgConnection,
-        header: &EventHeader,
-        event: &SampleEvent,
-    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
-}
+type EventOf<P> = <<P as Projection>::Aggregate as Aggregate>::Event;
 
 /// How one message ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -86,6 +58,8 @@ pub enum Applied {
 #[derive(Debug, Clone)]
 pub struct Failure {
     pub error: String,
+    /// Transient failures are only returned when retrying was bounded or stopped.
+    pub transient: bool,
     pub attempts: u32,
     pub first_failed_at: DateTime<Utc>,
     pub last_failed_at: DateTime<Utc>,
@@ -93,30 +67,75 @@ pub struct Failure {
     pub event_id: Option<Uuid>,
 }
 
-/// Decoding and applying, shared by the consumer and re-processing.
-pub struct Applier<H> {
-    pool: PgPool,
-    codec: Arc<WireCodec>,
-    handler: Arc<H>,
-    retry: RetryPolicy,
-    metrics: PipelineMetrics,
+/// How long to keep retrying transient failures.
+pub enum Persistence<'a> {
+    /// As the retry policy allows (an operator's re-processing request).
+    Bounded,
+    /// Until it works or `stop` turns true (the consumer).
+    UntilStopped(&'a mut watch::Receiver<bool>),
 }
 
-impl<H: EventHandler> Applier<H> {
+struct Attempt {
+    error: String,
+    transient: bool,
+}
+
+impl From<ProjectionError> for Attempt {
+    fn from(e: ProjectionError) -> Self {
+        Self {
+            transient: e.is_transient(),
+            error: e.to_string(),
+        }
+    }
+}
+
+impl From<sqlx::Error> for Attempt {
+    fn from(e: sqlx::Error) -> Self {
+        ProjectionError::from(e).into()
+    }
+}
+
+impl From<WireError> for Attempt {
+    fn from(e: WireError) -> Self {
+        Self {
+            transient: e.is_transient(),
+            error: format!("cannot decode: {e}"),
+        }
+    }
+}
+
+/// Decoding and applying, shared by the consumer and re-processing.
+pub struct Applier<P> {
+    pool: PgPool,
+    codec: Arc<WireCodec>,
+    projection: Arc<P>,
+    retry: RetryPolicy,
+    metrics: PipelineMetrics,
+    progress: Progress,
+}
+
+impl<P: Projection> Applier<P> {
     pub fn new(
         pool: PgPool,
         codec: Arc<WireCodec>,
-        handler: Arc<H>,
+        projection: Arc<P>,
         retry: RetryPolicy,
         metrics: PipelineMetrics,
     ) -> Self {
         Self {
             pool,
             codec,
-            handler,
+            projection,
             retry,
             metrics,
+            progress: Progress::new(P::NAME),
         }
+    }
+
+    /// Reports to `progress` (for readiness) instead of a private tracker.
+    pub fn with_progress(mut self, progress: Progress) -> Self {
+        self.progress = progress;
+        self
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -124,110 +143,135 @@ impl<H: EventHandler> Applier<H> {
     }
 
     pub fn consumer_name(&self) -> &'static str {
-        self.handler.name()
+        P::NAME
     }
 
-    /// Decodes and applies one message value, retrying transient failures.
-    pub async fn apply(&self, payload: &[u8]) -> Result<Applied, Failure> {
+    pub fn progress(&self) -> &Progress {
+        &self.progress
+    }
+
+    fn stalled(&self, error: &str) {
+        self.progress.failed(error);
+        self.metrics
+            .consumer_stalled
+            .with_label_values(&[P::NAME])
+            .set(1);
+        self.metrics
+            .retry_attempts
+            .with_label_values(&[P::NAME])
+            .inc();
+    }
+
+    fn advanced(&self) {
+        if self.progress.is_failing() {
+            tracing::info!(consumer = P::NAME, "consumer makes progress again");
+        }
+        self.progress.advanced();
+        self.metrics
+            .consumer_stalled
+            .with_label_values(&[P::NAME])
+            .set(0);
+    }
+
+    /// Decodes and applies one message value. Transient failures are retried as
+    /// `persistence` says; a permanent failure is returned at once.
+    pub async fn apply(
+        &self,
+        payload: &[u8],
+        mut persistence: Persistence<'_>,
+    ) -> Result<Applied, Failure> {
         let first_failed_at = Utc::now();
-        let mut attempts = 0;
+        let mut attempts = 0u32;
         let mut identity: (Option<String>, Option<Uuid>) = (None, None);
         loop {
-            attempts += 1;
-            let (error, transient) = match self.try_apply(payload, &mut identity).await {
-                Ok(applied) => return Ok(applied),
-                Err(e) => e,
+            attempts = attempts.saturating_add(1);
+            let attempt = match self.try_apply(payload, &mut identity).await {
+                Ok(applied) => {
+                    self.advanced();
+                    return Ok(applied);
+                }
+                Err(attempt) => attempt,
             };
-            if !transient || !self.retry.allows(attempts) {
-                return Err(Failure {
-                    error,
-                    attempts,
-                    first_failed_at,
-                    last_failed_at: Utc::now(),
-                    event_type: identity.0,
-                    event_id: identity.1,
-                });
+            let failure = || Failure {
+                error: attempt.error.clone(),
+                transient: attempt.transient,
+                attempts,
+                first_failed_at,
+                last_failed_at: Utc::now(),
+                event_type: identity.0.clone(),
+                event_id: identity.1,
+            };
+            if !attempt.transient {
+                return Err(failure());
             }
-            self.metrics
-                .retry_attempts
-                .with_label_values(&[self.handler.name()])
-                .inc();
-            tokio::time::sleep(self.retry.delay(attempts, jitter_seed())).await;
+            self.stalled(&attempt.error);
+            let delay = self.retry.delay(attempts, jitter_seed());
+            match &mut persistence {
+                Persistence::Bounded => {
+                    if !self.retry.allows(attempts) {
+                        return Err(failure());
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+                Persistence::UntilStopped(stop) => {
+                    if attempts == 1 || attempts.is_power_of_two() {
+                        tracing::warn!(consumer = P::NAME, error = %attempt.error, attempts,
+                            "transient failure; retrying the same message until it works");
+                    }
+                    let stopped = tokio::time::timeout(delay, stop.wait_for(|s| *s)).await;
+                    if matches!(stopped, Ok(_)) {
+                        return Err(failure());
+                    }
+                }
+            }
         }
     }
 
-    /// Applies several message values in one transaction, in order. If any of them fails,
-    /// the transaction is abandoned and each is applied on its own (with retries), so one
-    /// bad message never holds back or fails the others.
-    pub async fn apply_batch(&self, payloads: &[&[u8]]) -> Vec<Result<Applied, Failure>> {
-        if payloads.len() > 1
-            && let Ok(results) = self.try_apply_batch(payloads).await
-        {
-            return results.into_iter().map(Ok).collect();
-        }
-        let mut results = Vec::with_capacity(payloads.len());
-        for payload in payloads {
-            results.push(self.apply(payload).await);
-        }
-        results
-    }
-
-    async fn try_apply_batch(&self, payloads: &[&[u8]]) -> Result<Vec<Applied>, String> {
+    /// Applies several message values in one transaction, in order; `None` if that did
+    /// not work, and the caller applies them one by one.
+    pub async fn apply_batch(&self, payloads: &[&[u8]]) -> Option<Vec<Applied>> {
         let mut decoded = Vec::with_capacity(payloads.len());
         for payload in payloads {
             decoded.push(
                 self.codec
-                    .decode(payload)
+                    .decode::<EventOf<P>>(<P::Aggregate as Aggregate>::TYPE, payload)
                     .await
-                    .map_err(|e| e.to_string())?,
+                    .ok()?,
             );
         }
-        let mut tx = self.pool.begin().await.map_err(|e| e.to_string())?;
+        let mut tx = self.pool.begin().await.ok()?;
         let mut results = Vec::with_capacity(decoded.len());
-        for (header, event) in &decoded {
-            results.push(
-                self.apply_in(&mut tx, header, event)
-                    .await
-                    .map_err(|e| e.to_string())?,
-            );
+        for envelope in &decoded {
+            results.push(self.apply_in(&mut tx, envelope).await.ok()?);
         }
-        tx.commit().await.map_err(|e| e.to_string())?;
+        tx.commit().await.ok()?;
+        self.advanced();
         let newest = decoded
             .iter()
             .zip(&results)
             .filter(|(_, applied)| **applied == Applied::Applied)
-            .map(|((header, _), _)| header.recorded_at)
+            .map(|(e, _)| e.recorded_at)
             .max();
         if let Some(newest) = newest {
             self.observe_lag(newest);
         }
-        Ok(results)
+        Some(results)
     }
 
     async fn try_apply(
         &self,
         payload: &[u8],
         identity: &mut (Option<String>, Option<Uuid>),
-    ) -> Result<Applied, (String, bool)> {
-        let (header, event) = self.codec.decode(payload).await.map_err(|e: WireError| {
-            let transient = e.is_transient();
-            (format!("cannot decode: {e}"), transient)
-        })?;
-        *identity = (
-            Some(cqrs::DomainEvent::event_type(&event).to_owned()),
-            Some(header.event_id),
-        );
-        let fail = |e: HandlerError| match e {
-            HandlerError::Transient(m) => (m, true),
-            HandlerError::Permanent(m) => (m, false),
-        };
-        let mut tx = self.pool.begin().await.map_err(|e| fail(e.into()))?;
-        let applied = self
-            .apply_in(&mut tx, &header, &event)
-            .await
-            .map_err(fail)?;
-        tx.commit().await.map_err(|e| fail(e.into()))?;
-        self.observe_lag(header.recorded_at);
+    ) -> Result<Applied, Attempt> {
+        let envelope = self
+            .codec
+            .decode::<EventOf<P>>(<P::Aggregate as Aggregate>::TYPE, payload)
+            .await?;
+        *identity = (Some(envelope.event_type.clone()), Some(envelope.event_id));
+        let mut tx = self.pool.begin().await?;
+        let applied = self.apply_in(&mut tx, &envelope).await?;
+        tx.commit().await?;
+        self.observe_lag(envelope.recorded_at);
         Ok(applied)
     }
 
@@ -236,14 +280,13 @@ impl<H: EventHandler> Applier<H> {
     async fn apply_in(
         &self,
         conn: &mut PgConnection,
-        header: &EventHeader,
-        event: &SampleEvent,
-    ) -> Result<Applied, HandlerError> {
+        envelope: &Envelope<EventOf<P>>,
+    ) -> Result<Applied, ProjectionError> {
         let first_time = sqlx::query(
             "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         )
-        .bind(self.handler.name())
-        .bind(header.event_id)
+        .bind(P::NAME)
+        .bind(envelope.event_id)
         .execute(&mut *conn)
         .await?
         .rows_affected()
@@ -251,7 +294,7 @@ impl<H: EventHandler> Applier<H> {
         if !first_time {
             return Ok(Applied::AlreadyApplied);
         }
-        self.handler.handle(conn, header, event).await?;
+        self.projection.apply(conn, envelope).await?;
         Ok(Applied::Applied)
     }
 
@@ -260,7 +303,7 @@ impl<H: EventHandler> Applier<H> {
         let lag = (Utc::now() - recorded_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
         self.metrics
             .projection_lag
-            .with_label_values(&[self.handler.name()])
+            .with_label_values(&[P::NAME])
             .set(lag.max(0.0));
     }
 }
@@ -268,9 +311,10 @@ impl<H: EventHandler> Applier<H> {
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
     pub brokers: String,
-    pub topic: String,
     /// Consumer-group session timeout; joining a group can take half of it.
     pub session_timeout: Duration,
+    /// Backoff between retries of a transient failure (its attempt limit applies only to
+    /// operators' re-processing; the consumer itself retries without limit).
     pub retry: RetryPolicy,
 }
 
@@ -278,7 +322,6 @@ impl ConsumerConfig {
     pub fn new(brokers: impl Into<String>) -> Self {
         Self {
             brokers: brokers.into(),
-            topic: topics::SAMPLE_EVENTS.to_owned(),
             session_timeout: Duration::from_secs(6),
             retry: RetryPolicy::AGGRESSIVE,
         }
@@ -305,23 +348,22 @@ impl rdkafka::consumer::ConsumerContext for GroupWatch {
 
 type GroupConsumer = StreamConsumer<GroupWatch>;
 
-/// A projection fed from Kafka in a consumer group.
-pub struct ProjectionConsumer<H> {
-    applier: Arc<Applier<H>>,
+/// A projection fed from its aggregate's topic in a consumer group.
+pub struct ProjectionConsumer<P> {
+    applier: Arc<Applier<P>>,
     consumer: GroupConsumer,
     dead_letter_producer: FutureProducer,
-    config: ConsumerConfig,
     metrics: PipelineMetrics,
 }
 
-impl<H: EventHandler> ProjectionConsumer<H> {
+impl<P: Projection> ProjectionConsumer<P> {
     pub fn new(
-        applier: Arc<Applier<H>>,
+        applier: Arc<Applier<P>>,
         metrics: PipelineMetrics,
         config: ConsumerConfig,
     ) -> Result<Self, rdkafka::error::KafkaError> {
-        let consumer = Self::group_consumer(applier.consumer_name(), &config)?;
-        let dead_letter_producer: FutureProducer = client_config(&config.brokers)
+        let consumer = Self::group_consumer(P::NAME, &config)?;
+        let dead_letter_producer: FutureProducer = producer_config(&config.brokers)
             .set("acks", "all")
             .set("message.timeout.ms", "10000")
             .create()?;
@@ -329,7 +371,6 @@ impl<H: EventHandler> ProjectionConsumer<H> {
             applier,
             consumer,
             dead_letter_producer,
-            config,
             metrics,
         })
     }
@@ -343,8 +384,6 @@ impl<H: EventHandler> ProjectionConsumer<H> {
             .set("group.id", format!("tracseq.{name}"))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            // Read-your-writes waits on this consumer: do not let the broker sit on a
-            // fetch for long when little is waiting.
             .set("fetch.wait.max.ms", "10")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", session.to_string())
@@ -353,16 +392,18 @@ impl<H: EventHandler> ProjectionConsumer<H> {
     }
 
     /// Consumes until `stop` turns true. Whatever has arrived (up to 500 messages) is
-    /// applied in one transaction; offsets are committed after it.
+    /// applied in one transaction when it can be; otherwise message by message. Offsets
+    /// are stored only for messages applied or dead-lettered, then committed.
     pub async fn run(
         self,
         mut stop: watch::Receiver<bool>,
     ) -> Result<(), rdkafka::error::KafkaError> {
-        self.consumer.subscribe(&[&self.config.topic])?;
-        let name = self.applier.consumer_name();
+        let topic = topic_for(<P::Aggregate as Aggregate>::TYPE);
+        self.consumer.subscribe(&[&topic])?;
+        let name = P::NAME;
         loop {
             let first = tokio::select! {
-                _ = stop.changed() => return Ok(()),
+                _ = stop.wait_for(|s| *s) => return Ok(()),
                 message = self.consumer.recv() => message,
             };
             let mut batch = match first {
@@ -383,28 +424,41 @@ impl<H: EventHandler> ProjectionConsumer<H> {
                 .iter()
                 .map(|m| m.payload().unwrap_or_default())
                 .collect();
-            let results = self.applier.apply_batch(&payloads).await;
-            for (message, result) in batch.iter().zip(results) {
-                match result {
-                    Ok(outcome) => {
-                        let label = if outcome == Applied::Applied {
-                            "applied"
-                        } else {
-                            "duplicate"
-                        };
-                        self.metrics
-                            .consumer_events
-                            .with_label_values(&[name, label])
-                            .inc();
+            let together = if payloads.len() > 1 {
+                self.applier.apply_batch(&payloads).await
+            } else {
+                None
+            };
+            let mut stopped = false;
+            for (i, message) in batch.iter().enumerate() {
+                let outcome = match &together {
+                    Some(results) => Ok(results[i].clone()),
+                    None => {
+                        self.applier
+                            .apply(payloads[i], Persistence::UntilStopped(&mut stop))
+                            .await
+                    }
+                };
+                let label = match outcome {
+                    Ok(Applied::Applied) => "applied",
+                    Ok(Applied::AlreadyApplied) => "duplicate",
+                    Err(failure) if failure.transient => {
+                        // Asked to stop while retrying: this message is not done.
+                        stopped = true;
+                        break;
                     }
                     Err(failure) => {
-                        self.metrics
-                            .consumer_events
-                            .with_label_values(&[name, "failed"])
-                            .inc();
-                        self.dead_letter(message, &failure).await;
+                        if !self.dead_letter(message, &failure, &mut stop).await {
+                            stopped = true;
+                            break;
+                        }
+                        "dead_lettered"
                     }
-                }
+                };
+                self.metrics
+                    .consumer_events
+                    .with_label_values(&[name, label])
+                    .inc();
                 if let Err(error) = self.consumer.store_offset_from_message(message) {
                     tracing::warn!(%error, consumer = name, "offset could not be stored");
                 }
@@ -412,50 +466,74 @@ impl<H: EventHandler> ProjectionConsumer<H> {
             if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Async) {
                 tracing::warn!(%error, consumer = name, "offset commit failed; messages may be redelivered");
             }
+            if stopped {
+                return Ok(());
+            }
         }
     }
 
-    async fn dead_letter(&self, message: &BorrowedMessage<'_>, failure: &Failure) {
-        let name = self.applier.consumer_name();
+    /// Sets a message aside: the `dead_letters` row first (retried until it is written,
+    /// since the offset must not move past a message that is neither applied nor set
+    /// aside), then the dead-letter topic. False when stopped before the row was written.
+    async fn dead_letter(
+        &self,
+        message: &BorrowedMessage<'_>,
+        failure: &Failure,
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let name = P::NAME;
         let event_type = failure
             .event_type
             .clone()
             .unwrap_or_else(|| "unknown".into());
         tracing::error!(consumer = name, error = %failure.error, topic = message.topic(), partition = message.partition(),
             offset = message.offset(), attempts = failure.attempts, "message dead-lettered");
-        self.metrics
-            .dead_letters
-            .with_label_values(&[name, &event_type])
-            .inc();
         let key = message
             .key()
             .map(|k| String::from_utf8_lossy(k).into_owned());
         let payload = message.payload().unwrap_or_default();
-        let stored = sqlx::query(
-            "INSERT INTO dead_letters (consumer, topic, kafka_partition, kafka_offset, message_key, payload, \
-             event_type, event_id, error, attempts, first_failed_at, last_failed_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-             ON CONFLICT (consumer, topic, kafka_partition, kafka_offset) DO UPDATE SET \
-             error = EXCLUDED.error, attempts = dead_letters.attempts + EXCLUDED.attempts, \
-             last_failed_at = EXCLUDED.last_failed_at, status = 'pending'",
-        )
-        .bind(name)
-        .bind(message.topic())
-        .bind(message.partition())
-        .bind(message.offset())
-        .bind(&key)
-        .bind(payload)
-        .bind(&failure.event_type)
-        .bind(failure.event_id)
-        .bind(&failure.error)
-        .bind(i32::try_from(failure.attempts).unwrap_or(i32::MAX))
-        .bind(failure.first_failed_at)
-        .bind(failure.last_failed_at)
-        .execute(self.applier.pool())
-        .await;
-        if let Err(error) = stored {
-            tracing::error!(%error, "dead letter could not be stored");
+        let mut attempt = 0u32;
+        loop {
+            attempt = attempt.saturating_add(1);
+            let stored = sqlx::query(
+                "INSERT INTO dead_letters (consumer, topic, kafka_partition, kafka_offset, message_key, payload, \
+                 event_type, event_id, error, attempts, first_failed_at, last_failed_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                 ON CONFLICT (consumer, topic, kafka_partition, kafka_offset) DO UPDATE SET \
+                 error = EXCLUDED.error, attempts = dead_letters.attempts + EXCLUDED.attempts, \
+                 last_failed_at = EXCLUDED.last_failed_at, status = 'pending'",
+            )
+            .bind(name)
+            .bind(message.topic())
+            .bind(message.partition())
+            .bind(message.offset())
+            .bind(&key)
+            .bind(payload)
+            .bind(&failure.event_type)
+            .bind(failure.event_id)
+            .bind(&failure.error)
+            .bind(i32::try_from(failure.attempts).unwrap_or(i32::MAX))
+            .bind(failure.first_failed_at)
+            .bind(failure.last_failed_at)
+            .execute(self.applier.pool())
+            .await;
+            match stored {
+                Ok(_) => break,
+                Err(error) => {
+                    tracing::warn!(%error, attempt, "dead letter could not be stored yet; retrying");
+                    self.applier.stalled(&format!("storing a dead letter: {error}"));
+                    let delay = self.applier.retry.delay(attempt, jitter_seed());
+                    if tokio::time::timeout(delay, stop.wait_for(|s| *s)).await.is_ok() {
+                        return false;
+                    }
+                }
+            }
         }
+        self.applier.advanced();
+        self.metrics
+            .dead_letters
+            .with_label_values(&[name, &event_type])
+            .inc();
         let (partition, offset, attempts) = (
             message.partition().to_string(),
             message.offset().to_string(),
@@ -515,9 +593,9 @@ impl<H: EventHandler> ProjectionConsumer<H> {
         {
             tracing::error!(%error, "dead letter could not be published; it is in the dead_letters table");
         }
+        true
     }
 }
-
 /// A dead letter as operators see it.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct DeadLetter {
@@ -546,12 +624,12 @@ pub struct Reprocessed {
 }
 
 /// Listing and re-processing dead letters.
-pub struct DeadLetters<H> {
-    applier: Arc<Applier<H>>,
+pub struct DeadLetters<P> {
+    applier: Arc<Applier<P>>,
 }
 
-impl<H: EventHandler> DeadLetters<H> {
-    pub fn new(applier: Arc<Applier<H>>) -> Self {
+impl<P: Projection> DeadLetters<P> {
+    pub fn new(applier: Arc<Applier<P>>) -> Self {
         Self { applier }
     }
 
@@ -585,7 +663,7 @@ impl<H: EventHandler> DeadLetters<H> {
         let Some((payload,)) = row else {
             return Ok(None);
         };
-        let result = match self.applier.apply(&payload).await {
+        let result = match self.applier.apply(&payload, Persistence::Bounded).await {
             Ok(applied) => {
                 sqlx::query("UPDATE dead_letters SET status = 'reprocessed', reprocessed_at = now() WHERE id = $1")
                     .bind(id)

@@ -21,6 +21,14 @@ pub struct PipelineMetrics {
     pub consumer_events: IntCounterVec,
     pub dead_letters: IntCounterVec,
     pub projection_lag: prometheus::GaugeVec,
+    /// Outbox rows set aside because they cannot be encoded (now).
+    pub outbox_parked: IntGauge,
+    /// Outbox rows set aside, ever, by event type.
+    pub outbox_parked_total: IntCounterVec,
+    /// Age of the oldest transaction holding an xid: every log follower waits for it.
+    pub oldest_transaction_age: prometheus::Gauge,
+    /// 1 while a consumer retries a transient failure (database, registry) without progress.
+    pub consumer_stalled: IntGaugeVec,
 }
 
 fn latency_buckets() -> Vec<f64> {
@@ -114,6 +122,32 @@ impl PipelineMetrics {
             ),
             &["consumer"],
         )?;
+        let outbox_parked = IntGauge::new(
+            "cqrs_outbox_parked",
+            "Outbox rows set aside because they could not be encoded; operators re-try them",
+        )?;
+        let outbox_parked_total = IntCounterVec::new(
+            Opts::new(
+                "cqrs_outbox_parked_total",
+                "Outbox rows set aside because they could not be encoded",
+            ),
+            &["event_type"],
+        )?;
+        let oldest_transaction_age = prometheus::Gauge::new(
+            "cqrs_oldest_transaction_age_seconds",
+            "Age of the oldest running transaction that holds a transaction id; log followers wait for it",
+        )?;
+        let consumer_stalled = IntGaugeVec::new(
+            Opts::new(
+                "cqrs_consumer_stalled",
+                "1 while a consumer retries a transient failure without making progress",
+            ),
+            &["consumer"],
+        )?;
+        registry.register(Box::new(outbox_parked.clone()))?;
+        registry.register(Box::new(outbox_parked_total.clone()))?;
+        registry.register(Box::new(oldest_transaction_age.clone()))?;
+        registry.register(Box::new(consumer_stalled.clone()))?;
         registry.register(Box::new(consumer_events.clone()))?;
         registry.register(Box::new(dead_letters.clone()))?;
         registry.register(Box::new(projection_lag.clone()))?;
@@ -140,6 +174,10 @@ impl PipelineMetrics {
             consumer_events,
             dead_letters,
             projection_lag,
+            outbox_parked,
+            outbox_parked_total,
+            oldest_transaction_age,
+            consumer_stalled,
         })
     }
 

@@ -1,29 +1,45 @@
 //! The transactional outbox relay: publishes committed events to Kafka, at least once,
-//! in order per aggregate.
+//! in order per aggregate, for every aggregate in the [`EventCatalog`].
 //!
-//! Each round claims a batch of unpublished outbox rows in a transaction
-//! (`FOR UPDATE SKIP LOCKED`, so several relays share the work) and leaves out any row
-//! whose aggregate still has an older unpublished row it does not hold, so that one
-//! aggregate's events are published in order even with several relays. It encodes them (Avro, Confluent wire
-//! format), sends the whole batch to an idempotent producer (`acks=all`, key = aggregate
-//! id), awaits every acknowledgement, and only then marks the rows published and commits.
-//! If any send fails, the transaction rolls back and the rows are claimed again later:
-//! nothing is lost, and a relay that dies mid-batch simply leaves its rows to the next.
-//! Failures feed a circuit breaker that stops hammering an unreachable broker.
+//! A round has three steps, none of which holds a transaction open across network I/O
+//! (an open transaction holds an xid, and every gap-free log follower in the cluster
+//! waits for the oldest one):
+//!
+//! 1. **Claim** (one short statement): take a lease on the oldest unpublished, unparked,
+//!    unleased rows (`leased_until`, `leased_by`), skipping rows another claim is locking
+//!    right now, and leaving out any row whose aggregate still has an older unpublished
+//!    row outside this claim (leased by another relay, or parked): each aggregate's events
+//!    go out in order even with several relays.
+//! 2. **Publish**: encode each row through its schema (topic and schema follow from the
+//!    row's aggregate and event type); a row that cannot be encoded for good is *parked*
+//!    with the reason, counted and visible to operators, and the later rows of its
+//!    aggregate wait behind it while every other aggregate keeps flowing. Then send to an
+//!    idempotent producer (`acks=all`, key = aggregate id) and await every acknowledgement.
+//! 3. **Mark**: rows acknowledged are marked published (`clock_timestamp()`, the instant
+//!    after the acknowledgement); the lease on the rest is released so the next round
+//!    sends them again. A row after a failed row of the same aggregate is never marked,
+//!    so nothing is skipped.
+//!
+//! A relay that dies mid-round leaves leases that expire (`lease`, longer than the publish
+//! timeout), after which any relay takes the rows again: nothing is lost, and the price
+//! is a duplicate that consumers drop by event id. Failures feed a circuit breaker that
+//! stops hammering an unreachable broker; a round that judged nothing releases its probe.
 
 use crate::breaker::{BreakerConfig, CircuitBreaker};
 use crate::metrics::PipelineMetrics;
 use crate::retry::{RetryPolicy, jitter_seed};
-use crate::topics::{self, client_config};
+use crate::topics::producer_config;
 use crate::wire::{WireCodec, WireError};
-use chrono::Utc;
-use cqrs::sample::SampleEvent;
-use event_sourcing::{EventMetadata, StoredEvent};
+use chrono::{DateTime, Utc};
+use event_sourcing::{EventMetadata, Progress, StoredEvent};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde::Serialize;
+use serde_json::Value as Json;
 use sqlx::PgPool;
-use sqlx::types::Json;
+use sqlx::types::Json as SqlJson;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -37,10 +53,6 @@ pub enum RelayError {
     Kafka(#[from] KafkaError),
     #[error("encoding: {0}")]
     Encode(#[from] WireError),
-    #[error("no topic for aggregate type {0}")]
-    NoTopic(String),
-    #[error("stored event could not be read: {0}")]
-    Decode(#[from] serde_json::Error),
     #[error("the circuit breaker is open")]
     CircuitOpen,
 }
@@ -54,6 +66,8 @@ pub struct RelayConfig {
     pub idle_poll: Duration,
     /// How long one message may take to be acknowledged before it counts as failed.
     pub message_timeout: Duration,
+    /// How long a claim stays this relay's; must outlast `message_timeout`.
+    pub lease: Duration,
     pub breaker: BreakerConfig,
     /// Back-off between failed rounds.
     pub retry: RetryPolicy,
@@ -61,17 +75,26 @@ pub struct RelayConfig {
 
 impl RelayConfig {
     pub fn new(brokers: impl Into<String>) -> Self {
+        let message_timeout = Duration::from_secs(5);
         Self {
             brokers: brokers.into(),
             batch_size: 2000,
             idle_poll: Duration::from_millis(20),
-            message_timeout: Duration::from_secs(5),
+            message_timeout,
+            lease: message_timeout * 2 + Duration::from_secs(5),
             breaker: BreakerConfig::default(),
             retry: RetryPolicy {
                 max_attempts: u32::MAX,
                 ..RetryPolicy::AGGRESSIVE
             },
         }
+    }
+
+    /// Sets the publish timeout and a lease that outlasts it.
+    pub fn message_timeout(mut self, timeout: Duration) -> Self {
+        self.message_timeout = timeout;
+        self.lease = self.lease.max(timeout * 2 + Duration::from_secs(5));
+        self
     }
 }
 
@@ -86,34 +109,44 @@ struct Claimed {
     event_id: Uuid,
     event_type: String,
     schema_version: i32,
-    payload: String,
-    metadata: Json<EventMetadata>,
-    recorded_at: chrono::DateTime<Utc>,
+    payload: SqlJson<Json>,
+    metadata: SqlJson<EventMetadata>,
+    recorded_at: DateTime<Utc>,
 }
 
-/// Claims the oldest unpublished rows nobody else holds.
-const CLAIM_SQL: &str = "\
-    WITH claimed AS ( \
-        SELECT position FROM outbox \
-        WHERE published_at IS NULL \
-        ORDER BY position \
-        LIMIT $1 \
-        FOR UPDATE SKIP LOCKED \
-    ) \
-    SELECT c.position, e.transaction_id, e.aggregate_type, e.aggregate_id, e.version, e.event_id, \
-           e.event_type, e.schema_version, e.payload::text AS payload, e.metadata, e.recorded_at \
-    FROM claimed c JOIN events e ON e.position = c.position \
-    ORDER BY c.position";
+impl Claimed {
+    fn stored(&self) -> StoredEvent<Json> {
+        StoredEvent {
+            position: self.position,
+            transaction_id: self.transaction_id,
+            aggregate_type: self.aggregate_type.clone(),
+            aggregate_id: self.aggregate_id,
+            version: u64::try_from(self.version).unwrap_or(0),
+            event_id: self.event_id,
+            event_type: self.event_type.clone(),
+            schema_version: u32::try_from(self.schema_version).unwrap_or(0),
+            payload: self.payload.0.clone(),
+            metadata: self.metadata.0.clone(),
+            recorded_at: self.recorded_at,
+        }
+    }
+}
 
-/// Unpublished rows of the claimed aggregates older than the newest claimed row: any of
-/// them not in the claim is held by another relay (or was skipped), and must be published
-/// before the claimed rows of its aggregate.
-const OLDER_SQL: &str = "\
-    SELECT aggregate_id, position FROM outbox \
-    WHERE published_at IS NULL AND aggregate_id = ANY($1) AND position < $2";
+const CLAIM_SQL: &str = include_str!("sql/claim_outbox.sql");
+
+/// What one round did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Round {
+    pub claimed: usize,
+    pub published: usize,
+    pub parked: usize,
+    /// Sent but not acknowledged (or held back behind such a row): claimed again later.
+    pub released: usize,
+}
 
 pub struct OutboxRelay {
     pool: PgPool,
+    id: Uuid,
     /// Replaced after a failed round: an idempotent producer whose messages timed out may
     /// be left unable to send, and a fresh one costs only a reconnect.
     producer: std::sync::RwLock<Arc<FutureProducer>>,
@@ -121,7 +154,8 @@ pub struct OutboxRelay {
     breaker: CircuitBreaker,
     metrics: PipelineMetrics,
     config: RelayConfig,
-    backlog_checked: std::sync::Mutex<Option<Instant>>,
+    gauges_checked: std::sync::Mutex<Option<Instant>>,
+    progress: Progress,
 }
 
 impl OutboxRelay {
@@ -138,17 +172,30 @@ impl OutboxRelay {
         );
         Ok(Self {
             pool,
+            id: Uuid::now_v7(),
             producer,
             codec,
             breaker,
             metrics,
             config,
-            backlog_checked: std::sync::Mutex::new(None),
+            gauges_checked: std::sync::Mutex::new(None),
+            progress: Progress::new("outbox-relay"),
         })
     }
 
+    /// Reports to `progress` (for readiness) instead of a private tracker.
+    pub fn with_progress(mut self, progress: Progress) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// This relay's id, as `outbox.leased_by` shows it.
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
     fn producer(config: &RelayConfig) -> Result<FutureProducer, KafkaError> {
-        client_config(&config.brokers)
+        producer_config(&config.brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "1")
@@ -186,14 +233,31 @@ impl OutboxRelay {
             let pause = if !self.breaker.allow() {
                 Some(Duration::from_millis(200))
             } else {
-                match self.publish_batch().await {
-                    Ok(0) => {
+                let round = self.publish_batch().await;
+                // Whatever the round did, a half-open breaker must not wait for an
+                // outcome it will never get.
+                self.breaker.release_probe();
+                match &round {
+                    Ok(round) if round.released == 0 => self.progress.advanced(),
+                    Ok(round) => self.progress.failed(&format!(
+                        "{} of {} events were not acknowledged by Kafka",
+                        round.released, round.claimed
+                    )),
+                    Err(error) => self.progress.failed(&error.to_string()),
+                }
+                match round {
+                    Ok(round) if round.released == 0 => {
                         failures = 0;
-                        Some(self.config.idle_poll)
+                        (round.claimed == 0).then_some(self.config.idle_poll)
                     }
                     Ok(_) => {
-                        failures = 0;
-                        None
+                        failures += 1;
+                        self.reset_producer();
+                        self.metrics
+                            .retry_attempts
+                            .with_label_values(&["relay"])
+                            .inc();
+                        Some(self.config.retry.delay(failures, jitter_seed()))
                     }
                     Err(error) => {
                         failures += 1;
@@ -205,7 +269,7 @@ impl OutboxRelay {
                             .with_label_values(&["relay"])
                             .inc();
                         let wait = self.config.retry.delay(failures, jitter_seed());
-                        tracing::warn!(%error, failures, ?wait, "relay round failed; the batch will be retried");
+                        tracing::warn!(%error, failures, ?wait, "relay round failed; its rows will be sent again");
                         Some(wait)
                     }
                 }
@@ -216,106 +280,144 @@ impl OutboxRelay {
         }
     }
 
-    /// One round: claim, encode, send all, await all, mark published. Returns how many
-    /// events were published (0 when the outbox was empty).
-    pub async fn publish_batch(&self) -> Result<usize, RelayError> {
+    /// One round: claim, encode, send all, await all, mark. Rows not acknowledged are
+    /// released for the next round (counted in [`Round::released`]).
+    pub async fn publish_batch(&self) -> Result<Round, RelayError> {
         let started = Instant::now();
-        let mut tx = self.pool.begin().await?;
-        let mut claimed: Vec<Claimed> = sqlx::query_as(CLAIM_SQL)
+        let claimed: Vec<Claimed> = sqlx::query_as(CLAIM_SQL)
             .bind(self.config.batch_size)
-            .fetch_all(&mut *tx)
+            .bind(self.config.lease.as_secs_f64())
+            .bind(self.id)
+            .fetch_all(&self.pool)
             .await?;
-        self.keep_in_order(&mut tx, &mut claimed).await?;
         self.metrics
             .stage_duration
             .with_label_values(&["claim"])
             .observe(started.elapsed().as_secs_f64());
+        let mut round = Round {
+            claimed: claimed.len(),
+            ..Round::default()
+        };
         if claimed.is_empty() {
-            tx.rollback().await?;
-            self.update_backlog(true).await;
-            return Ok(0);
+            self.update_gauges(true).await;
+            return Ok(round);
         }
-        let result = self.send_all(&claimed).await;
-        let acknowledged_at = Utc::now();
-        result?;
-        let positions: Vec<i64> = claimed.iter().map(|c| c.position).collect();
-        sqlx::query("UPDATE outbox SET published_at = now() WHERE position = ANY($1)")
-            .bind(&positions)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        let outcome = self.send_all(&claimed).await;
+        let (acknowledged, parked) = match outcome {
+            Ok(sent) => sent,
+            Err(error) => {
+                self.release(&claimed.iter().map(|c| c.position).collect::<Vec<_>>())
+                    .await?;
+                return Err(error);
+            }
+        };
+        round.parked = parked;
+        // Rows of an aggregate after one of its rows that was not acknowledged (or was
+        // parked) are not marked, even if acknowledged: the round is repeated from there.
+        let mut stopped: HashSet<Uuid> = HashSet::new();
+        let (mut publish, mut release) = (Vec::new(), Vec::new());
         for c in &claimed {
-            let lag = (acknowledged_at - c.recorded_at)
-                .num_microseconds()
-                .unwrap_or(0) as f64
-                / 1e6;
-            self.metrics.publish_lag.observe(lag.max(0.0));
+            match acknowledged.get(&c.position) {
+                Some(true) if !stopped.contains(&c.aggregate_id) => publish.push(c.position),
+                Some(_) => {
+                    stopped.insert(c.aggregate_id);
+                    release.push(c.position);
+                }
+                None => {
+                    // parked, or held back behind a parked row
+                    stopped.insert(c.aggregate_id);
+                }
+            }
         }
+        if !publish.is_empty() {
+            let marked_at: Vec<DateTime<Utc>> = sqlx::query_scalar(
+                "UPDATE outbox SET published_at = clock_timestamp(), leased_until = NULL \
+                 WHERE position = ANY($1) AND published_at IS NULL RETURNING published_at",
+            )
+            .bind(&publish)
+            .fetch_all(&self.pool)
+            .await?;
+            let at = marked_at.first().copied().unwrap_or_else(Utc::now);
+            let published: HashSet<i64> = publish.iter().copied().collect();
+            for c in claimed.iter().filter(|c| published.contains(&c.position)) {
+                let lag = (at - c.recorded_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+                self.metrics.publish_lag.observe(lag.max(0.0));
+            }
+        }
+        round.published = publish.len();
+        round.released = release.len();
+        // Rows held back behind a parked row keep no lease either: they wait for the
+        // operator to re-try the parked row.
+        release.extend(
+            claimed
+                .iter()
+                .filter(|c| !acknowledged.contains_key(&c.position))
+                .map(|c| c.position),
+        );
+        self.release(&release).await?;
         self.metrics
             .publish_duration
             .observe(started.elapsed().as_secs_f64());
-        self.update_backlog(false).await;
-        Ok(claimed.len())
+        self.update_gauges(false).await;
+        Ok(round)
     }
 
-    /// Leaves out every claimed row whose aggregate has an older unpublished row that is
-    /// not in the claim, so each aggregate's events go out in order even with several relays.
-    async fn keep_in_order(
-        &self,
-        tx: &mut sqlx::PgConnection,
-        claimed: &mut Vec<Claimed>,
-    ) -> Result<(), RelayError> {
-        let Some(newest) = claimed.iter().map(|c| c.position).max() else {
+    async fn release(&self, positions: &[i64]) -> Result<(), sqlx::Error> {
+        if positions.is_empty() {
             return Ok(());
-        };
-        let mut aggregates: Vec<Uuid> = claimed.iter().map(|c| c.aggregate_id).collect();
-        aggregates.sort_unstable();
-        aggregates.dedup();
-        let older: Vec<(Uuid, i64)> = sqlx::query_as(OLDER_SQL)
-            .bind(&aggregates)
-            .bind(newest)
-            .fetch_all(&mut *tx)
-            .await?;
-        let mine: std::collections::HashSet<i64> = claimed.iter().map(|c| c.position).collect();
-        let mut blocked_from: std::collections::HashMap<Uuid, i64> =
-            std::collections::HashMap::new();
-        for (aggregate, position) in older {
-            if !mine.contains(&position) {
-                let entry = blocked_from.entry(aggregate).or_insert(position);
-                *entry = (*entry).min(position);
-            }
         }
-        if !blocked_from.is_empty() {
-            claimed.retain(|c| {
-                blocked_from
-                    .get(&c.aggregate_id)
-                    .is_none_or(|first| c.position < *first)
-            });
-        }
+        sqlx::query(
+            "UPDATE outbox SET leased_until = NULL \
+             WHERE position = ANY($1) AND leased_by = $2 AND published_at IS NULL",
+        )
+        .bind(positions)
+        .bind(self.id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
-    async fn send_all(&self, claimed: &[Claimed]) -> Result<(), RelayError> {
+    async fn park(&self, c: &Claimed, reason: &str) -> Result<(), sqlx::Error> {
+        tracing::error!(position = c.position, event_type = %c.event_type, aggregate = %c.aggregate_id,
+            %reason, "outbox row parked: it cannot be encoded; its aggregate's later events wait behind it");
+        sqlx::query(
+            "UPDATE outbox SET parked_at = clock_timestamp(), park_reason = $2, leased_until = NULL \
+             WHERE position = $1",
+        )
+        .bind(c.position)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        self.metrics
+            .outbox_parked_total
+            .with_label_values(&[&c.event_type])
+            .inc();
+        Ok(())
+    }
+
+    /// Encodes and sends; returns which positions were acknowledged (true) or failed
+    /// (false), and how many were parked. Positions absent were parked or held back.
+    async fn send_all(
+        &self,
+        claimed: &[Claimed],
+    ) -> Result<(HashMap<i64, bool>, usize), RelayError> {
         let encode_started = Instant::now();
         let mut messages = Vec::with_capacity(claimed.len());
+        let mut parked_aggregates: HashSet<Uuid> = HashSet::new();
+        let mut parked = 0;
         for c in claimed {
-            let topic = topics::topic_for(&c.aggregate_type)
-                .ok_or_else(|| RelayError::NoTopic(c.aggregate_type.clone()))?;
-            let event = StoredEvent {
-                position: c.position,
-                transaction_id: c.transaction_id,
-                aggregate_type: c.aggregate_type.clone(),
-                aggregate_id: c.aggregate_id,
-                version: u64::try_from(c.version).unwrap_or(0),
-                event_id: c.event_id,
-                event_type: c.event_type.clone(),
-                schema_version: u32::try_from(c.schema_version).unwrap_or(0),
-                payload: serde_json::from_str::<SampleEvent>(&c.payload)?,
-                metadata: c.metadata.0.clone(),
-                recorded_at: c.recorded_at,
-            };
-            let bytes = self.codec.encode(topic, &event).await?;
-            messages.push((topic, c, bytes));
+            if parked_aggregates.contains(&c.aggregate_id) {
+                continue;
+            }
+            match self.codec.encode(&c.stored()).await {
+                Ok((topic, bytes)) => messages.push((topic, c, bytes)),
+                Err(error) if error.is_transient() => return Err(error.into()),
+                Err(error) => {
+                    self.park(c, &error.to_string()).await?;
+                    parked += 1;
+                    parked_aggregates.insert(c.aggregate_id);
+                }
+            }
         }
         self.metrics
             .stage_duration
@@ -327,6 +429,7 @@ impl OutboxRelay {
             .current_producer()
             .ok_or(RelayError::Kafka(KafkaError::Canceled))?;
         let mut deliveries = Vec::with_capacity(messages.len());
+        let mut outcomes = HashMap::with_capacity(messages.len());
         for (topic, c, bytes) in &messages {
             let key = c.aggregate_id.to_string();
             let event_id = c.event_id.to_string();
@@ -356,56 +459,49 @@ impl OutboxRelay {
                 .payload(bytes)
                 .headers(headers);
             match producer.send_result(record) {
-                Ok(delivery) => deliveries.push((*topic, c.event_type.as_str(), delivery)),
+                Ok(delivery) => deliveries.push((topic.as_str(), *c, delivery)),
                 Err((error, _)) => {
                     self.breaker.record(false);
                     self.metrics
                         .publish_failures
                         .with_label_values(&[topic])
                         .inc();
-                    return Err(error.into());
+                    tracing::warn!(%error, "message could not be queued for sending");
+                    outcomes.insert(c.position, false);
                 }
             }
         }
-        let mut first_error = None;
-        for (topic, event_type, delivery) in deliveries {
+        for (topic, c, delivery) in deliveries {
             let outcome = delivery.await;
+            let ok = matches!(outcome, Ok(Ok(_)));
             // Every message is a call the breaker judges: one batch against a dead broker
             // is many failures, not one.
-            self.breaker.record(matches!(outcome, Ok(Ok(_))));
-            match outcome {
-                Ok(Ok(_)) => self
-                    .metrics
+            self.breaker.record(ok);
+            if ok {
+                self.metrics
                     .events_published
-                    .with_label_values(&[topic, event_type])
-                    .inc(),
-                Ok(Err((error, _))) => {
-                    self.metrics
-                        .publish_failures
-                        .with_label_values(&[topic])
-                        .inc();
-                    first_error.get_or_insert(RelayError::Kafka(error));
-                }
-                Err(_) => {
-                    self.metrics
-                        .publish_failures
-                        .with_label_values(&[topic])
-                        .inc();
-                    first_error.get_or_insert(RelayError::Kafka(KafkaError::Canceled));
-                }
+                    .with_label_values(&[topic, c.event_type.as_str()])
+                    .inc();
+            } else {
+                self.metrics
+                    .publish_failures
+                    .with_label_values(&[topic])
+                    .inc();
             }
+            outcomes.insert(c.position, ok);
         }
         self.metrics
             .stage_duration
             .with_label_values(&["send"])
             .observe(send_started.elapsed().as_secs_f64());
-        first_error.map_or(Ok(()), Err)
+        Ok((outcomes, parked))
     }
 
-    /// Refreshes the backlog gauge: when idle (`now`), else at most every second, since
-    /// counting a large backlog on every round would slow the catch-up it measures.
-    async fn update_backlog(&self, now: bool) {
-        let due = self.backlog_checked.lock().is_ok_and(|mut last| {
+    /// Refreshes the backlog, parked and oldest-transaction gauges: when idle (`now`),
+    /// else at most every second, since counting a large backlog on every round would
+    /// slow the catch-up it measures.
+    async fn update_gauges(&self, now: bool) {
+        let due = self.gauges_checked.lock().is_ok_and(|mut last| {
             let due = now || last.is_none_or(|at| at.elapsed() >= Duration::from_secs(1));
             if due {
                 *last = Some(Instant::now());
@@ -415,12 +511,58 @@ impl OutboxRelay {
         if !due {
             return;
         }
-        if let Ok(backlog) =
-            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-                .fetch_one(&self.pool)
-                .await
-        {
+        let gauges: Result<(i64, i64, f64), sqlx::Error> = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM outbox WHERE published_at IS NULL), \
+                    (SELECT count(*) FROM outbox WHERE published_at IS NULL AND parked_at IS NOT NULL), \
+                    (SELECT COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - min(xact_start)), 0)::float8 \
+                     FROM pg_stat_activity WHERE backend_xid IS NOT NULL)",
+        )
+        .fetch_one(&self.pool)
+        .await;
+        if let Ok((backlog, parked, oldest)) = gauges {
             self.metrics.outbox_backlog.set(backlog);
+            self.metrics.outbox_parked.set(parked);
+            self.metrics.oldest_transaction_age.set(oldest);
         }
     }
 }
+
+/// An outbox row set aside, as operators see it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ParkedEvent {
+    pub position: i64,
+    pub event_id: Uuid,
+    pub aggregate_type: String,
+    pub aggregate_id: Uuid,
+    pub event_type: String,
+    pub parked_at: DateTime<Utc>,
+    pub reason: String,
+    pub attempts: i32,
+}
+
+/// Outbox rows that could not be encoded, oldest first.
+pub async fn parked(pool: &PgPool, limit: i64) -> Result<Vec<ParkedEvent>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT o.position, o.event_id, o.aggregate_type, o.aggregate_id, e.event_type, \
+         o.parked_at, COALESCE(o.park_reason, '') AS reason, o.attempts \
+         FROM outbox o JOIN events e ON e.position = o.position \
+         WHERE o.published_at IS NULL AND o.parked_at IS NOT NULL ORDER BY o.position LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Puts parked rows back in the queue (all when `position` is `None`), once their cause
+/// is fixed; returns how many.
+pub async fn retry_parked(pool: &PgPool, position: Option<i64>) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "UPDATE outbox SET parked_at = NULL, park_reason = NULL \
+         WHERE published_at IS NULL AND parked_at IS NOT NULL AND ($1::bigint IS NULL OR position = $1)",
+    )
+    .bind(position)
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+

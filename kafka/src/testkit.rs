@@ -96,6 +96,36 @@ pub async fn registry(pool: sqlx::PgPool) -> Result<String, BoxError> {
     Ok(url)
 }
 
+/// The catalogue of the platform's own aggregates.
+pub fn sample_catalog() -> Result<std::sync::Arc<crate::avro::EventCatalog>, BoxError> {
+    Ok(std::sync::Arc::new(
+        crate::avro::EventCatalog::new().with::<Sample>()?,
+    ))
+}
+
+/// A codec over the registry at `url` for `catalog`, with every schema registered.
+pub async fn codec(
+    url: &str,
+    catalog: std::sync::Arc<crate::avro::EventCatalog>,
+) -> Result<std::sync::Arc<crate::wire::WireCodec>, BoxError> {
+    let codec = crate::wire::WireCodec::new(url, catalog);
+    codec.register_all().await?;
+    Ok(std::sync::Arc::new(codec))
+}
+
+/// Registration details for a test tube.
+pub fn details(barcode: &str) -> Result<SampleDetails, BoxError> {
+    Ok(SampleDetails {
+        barcode: Barcode::parse(barcode)?,
+        sample_type: SampleType::Plasma,
+        volume: VolumeUl::parse("250")?,
+        temperature_zone: TemperatureZone::Minus80,
+        patient: None,
+        collected_at: None,
+        collected_by: None,
+    })
+}
+
 pub async fn store() -> Result<EventStore, BoxError> {
     let (pool, _) = event_sourcing::testkit::fresh_database(20).await?;
     Ok(EventStore::new(pool, StoreConfig::default()))

@@ -24,18 +24,6 @@ pub const ALL: &[&str] = &[
     DEAD_LETTER,
 ];
 
-/// The topic an aggregate type's events are published to.
-pub fn topic_for(aggregate_type: &str) -> Option<&'static str> {
-    match aggregate_type {
-        "Sample" => Some(SAMPLE_EVENTS),
-        "Storage" => Some(STORAGE_EVENTS),
-        "Patient" => Some(PATIENT_EVENTS),
-        "Sequencing" => Some(SEQUENCING_EVENTS),
-        "Saga" => Some(SAGA_EVENTS),
-        _ => None,
-    }
-}
-
 /// Client settings every client of ours shares.
 pub fn client_config(brokers: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
@@ -45,16 +33,69 @@ pub fn client_config(brokers: &str) -> ClientConfig {
     config
 }
 
-/// Creates the topics that do not exist yet, with `partitions` each.
-pub async fn ensure_topics(
+/// Settings of every producer: Java's partitioner (murmur2 of the key), so that our
+/// producers, Java producers and ksqlDB put a key in the same partition.
+pub fn producer_config(brokers: &str) -> ClientConfig {
+    let mut config = client_config(brokers);
+    config.set("partitioner", "murmur2_random");
+    config
+}
+
+/// How topics are created: one broker locally; a real cluster wants replication 3 and
+/// `min.insync.replicas` 2 so that `acks=all` survives the loss of a broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicSettings {
+    pub partitions: i32,
+    pub replication_factor: i32,
+    /// `None`: the broker's default.
+    pub min_insync_replicas: Option<u32>,
+}
+
+impl Default for TopicSettings {
+    fn default() -> Self {
+        Self {
+            partitions: 3,
+            replication_factor: 1,
+            min_insync_replicas: None,
+        }
+    }
+}
+
+/// Creates the topics that do not exist yet, with `partitions` each and one replica.
+pub async fn ensure_topics<S: AsRef<str>>(
     brokers: &str,
-    topics: &[&str],
+    topics: &[S],
     partitions: i32,
 ) -> Result<(), KafkaError> {
+    let settings = TopicSettings {
+        partitions,
+        ..TopicSettings::default()
+    };
+    ensure_topics_with(brokers, topics, settings).await
+}
+
+/// Creates the topics that do not exist yet, as `settings` say.
+pub async fn ensure_topics_with<S: AsRef<str>>(
+    brokers: &str,
+    topics: &[S],
+    settings: TopicSettings,
+) -> Result<(), KafkaError> {
+    let partitions = settings.partitions;
     let admin: AdminClient<DefaultClientContext> = client_config(brokers).create()?;
+    let min_insync = settings.min_insync_replicas.map(|n| n.to_string());
     let new: Vec<NewTopic<'_>> = topics
         .iter()
-        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .map(|t| {
+            let topic = NewTopic::new(
+                t.as_ref(),
+                partitions,
+                TopicReplication::Fixed(settings.replication_factor),
+            );
+            match &min_insync {
+                Some(n) => topic.set("min.insync.replicas", n),
+                None => topic,
+            }
+        })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for result in admin.create_topics(&new, &options).await? {

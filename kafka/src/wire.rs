@@ -2,17 +2,24 @@
 //! produced and read through `schema_registry_converter` against any Confluent-compatible
 //! registry. Several event types share a topic, so subjects follow the
 //! TopicRecordNameStrategy: `<topic>-<namespace>.<EventType>`.
+//!
+//! Nothing here knows a concrete event type: encoding maps a stored JSON payload through
+//! its schema from the [`EventCatalog`], and decoding reads the record with the writer's
+//! schema (fetched by id from the registry) into JSON that the consumer's event type
+//! deserialises.
 
-use crate::avro::{self, AvroError, EventHeader, EventSchemas};
-use cqrs::sample::SampleEvent;
-use event_sourcing::StoredEvent;
+use crate::avro::{self, AvroError, EventCatalog, full_name};
+use cqrs::DomainEvent;
+use event_sourcing::{Envelope, StoredEvent};
 use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
 use schema_registry_converter::async_impl::schema_registry::{SrSettings, post_schema};
 use schema_registry_converter::error::SRCError;
 use schema_registry_converter::schema_registry_common::{
     SchemaType, SubjectNameStrategy, SuppliedSchema,
 };
+use serde_json::Value as Json;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
@@ -25,7 +32,8 @@ pub enum WireError {
 }
 
 impl WireError {
-    /// Registry trouble may pass; a message that cannot be decoded will not.
+    /// Registry trouble that may pass (unreachable, 502/503); a message or event that
+    /// cannot be mapped will not.
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Registry(e) if e.retriable)
     }
@@ -33,12 +41,12 @@ impl WireError {
 
 /// The subject an event type's schema is registered under on `topic`.
 pub fn subject(topic: &str, event_type: &str) -> String {
-    format!("{topic}-{}", EventSchemas::full_name(event_type))
+    format!("{topic}-{}", full_name(event_type))
 }
 
 fn supplied(event_type: &str, schema: &str) -> SuppliedSchema {
     SuppliedSchema::new(
-        Some(EventSchemas::full_name(event_type)),
+        Some(full_name(event_type)),
         SchemaType::Avro,
         schema.to_owned(),
     )
@@ -49,53 +57,62 @@ pub struct WireCodec {
     settings: SrSettings,
     encoder: AvroEncoder,
     decoder: AvroDecoder,
-    schemas: EventSchemas,
+    catalog: Arc<EventCatalog>,
 }
 
 impl WireCodec {
-    pub fn new(registry_url: &str) -> Result<Self, WireError> {
+    pub fn new(registry_url: &str, catalog: Arc<EventCatalog>) -> Self {
         let settings = SrSettings::new(registry_url.trim_end_matches('/').to_owned());
-        Ok(Self {
+        Self {
             encoder: AvroEncoder::new(settings.clone()),
             decoder: AvroDecoder::new(settings.clone()),
             settings,
-            schemas: EventSchemas::load()?,
-        })
+            catalog,
+        }
     }
 
-    /// Registers every event schema for `topic` and returns the ids by event type; run at
-    /// start-up so that a schema the registry refuses stops the start, not a publish.
-    pub async fn register_all(&self, topic: &str) -> Result<HashMap<&'static str, u32>, WireError> {
+    pub fn catalog(&self) -> &EventCatalog {
+        &self.catalog
+    }
+
+    /// Registers every event schema of the catalogue under its aggregate's topic and
+    /// returns the ids by event type; run at start-up so that a schema the registry
+    /// refuses stops the start, not a publish.
+    pub async fn register_all(&self) -> Result<HashMap<String, u32>, WireError> {
         let mut ids = HashMap::new();
-        for (event_type, schema) in avro::SCHEMAS {
+        for schema in self.catalog.schemas() {
             let registered = post_schema(
                 &self.settings,
-                subject(topic, event_type),
-                supplied(event_type, schema),
+                subject(&schema.topic, &schema.event_type),
+                supplied(&schema.event_type, &schema.text),
             )
             .await?;
-            ids.insert(*event_type, registered.id);
+            ids.insert(schema.event_type.clone(), registered.id);
         }
         Ok(ids)
     }
 
-    /// The event as a Kafka message value.
-    pub async fn encode(
-        &self,
-        topic: &str,
-        event: &StoredEvent<SampleEvent>,
-    ) -> Result<Vec<u8>, WireError> {
-        let (event_type, record) = avro::to_record(event);
-        let (schema, _) = self.schemas.get(event_type)?;
+    /// A stored event as `(topic, Kafka message value)`.
+    pub async fn encode(&self, event: &StoredEvent<Json>) -> Result<(String, Vec<u8>), WireError> {
+        let schema = self.catalog.get(&event.event_type)?;
+        if schema.aggregate_type != event.aggregate_type {
+            return Err(AvroError::Catalog(format!(
+                "{} belongs to {}, not to {}",
+                event.event_type, schema.aggregate_type, event.aggregate_type
+            ))
+            .into());
+        }
+        let record = schema.to_record(event)?;
         let strategy = SubjectNameStrategy::TopicRecordNameStrategyWithSchema(
-            topic.to_owned(),
-            supplied(event_type, schema),
+            schema.topic.clone(),
+            supplied(&schema.event_type, &schema.text),
         );
-        Ok(self.encoder.encode_value(record, &strategy).await?)
+        let bytes = self.encoder.encode_value(record, &strategy).await?;
+        Ok((schema.topic.clone(), bytes))
     }
 
-    /// A Kafka message value back as an event.
-    pub async fn decode(&self, bytes: &[u8]) -> Result<(EventHeader, SampleEvent), WireError> {
+    /// A Kafka message value as `(event type, record as JSON)`, read with its writer's schema.
+    pub async fn decode_json(&self, bytes: &[u8]) -> Result<(String, Json), WireError> {
         if bytes.len() < 5 || bytes[0] != 0 {
             return Err(WireError::NotWireFormat(format!(
                 "{} bytes, first {:?}",
@@ -103,10 +120,31 @@ impl WireCodec {
                 bytes.first()
             )));
         }
-        let decoded = self.decoder.decode(Some(bytes)).await?;
+        let decoded = self
+            .decoder
+            .decode_with_schema(Some(bytes))
+            .await?
+            .ok_or_else(|| WireError::NotWireFormat("empty message".into()))?;
         let name = decoded.name.map(|n| n.name().to_owned()).ok_or_else(|| {
             WireError::NotWireFormat("the writer schema is not a named record".into())
         })?;
-        Ok(avro::from_record(&name, decoded.value)?)
+        let writer = &decoded.schema.parsed;
+        let names = avro::names_of(writer).map_err(WireError::NotWireFormat)?;
+        let json = avro::from_avro(decoded.value, writer, &names)
+            .map_err(|p| AvroError::Mapping {
+                event_type: name.clone(),
+                problem: p,
+            })?;
+        Ok((name, json))
+    }
+
+    /// A Kafka message value of `aggregate_type`'s topic as an event with its envelope.
+    pub async fn decode<E: DomainEvent>(
+        &self,
+        aggregate_type: &str,
+        bytes: &[u8],
+    ) -> Result<Envelope<E>, WireError> {
+        let (event_type, json) = self.decode_json(bytes).await?;
+        Ok(avro::envelope_from_record(aggregate_type, &event_type, json)?)
     }
 }

@@ -8,8 +8,11 @@ use cqrs::sample::{
     Barcode, Note, PatientRef, SampleDetails, SampleEvent, SampleId, SampleType, TemperatureZone,
     VolumeUl,
 };
-use event_sourcing::{EventMetadata, StoredEvent};
-use kafka::avro::{EventHeader, EventSchemas, from_record, to_record};
+use cqrs::DomainEvent;
+use cqrs::sample::Sample;
+use event_sourcing::{Envelope, EventMetadata, StoredEvent};
+use kafka::avro::{EventCatalog, envelope_from_record, from_avro, names_of};
+use std::sync::Arc;
 use kafka::registry::{RegistryServer, RegistryStore};
 use kafka::wire::{WireCodec, subject};
 use uuid::Uuid;
@@ -102,23 +105,100 @@ fn every_event_type() -> Vec<StoredEvent<SampleEvent>> {
     ]
 }
 
+fn as_json(event: &StoredEvent<SampleEvent>) -> StoredEvent<serde_json::Value> {
+    StoredEvent {
+        position: event.position,
+        transaction_id: event.transaction_id,
+        aggregate_type: event.aggregate_type.clone(),
+        aggregate_id: event.aggregate_id,
+        version: event.version,
+        event_id: event.event_id,
+        event_type: event.payload.event_type().to_owned(),
+        schema_version: SampleEvent::SCHEMA_VERSION,
+        payload: event.payload.to_payload().expect("payload"),
+        metadata: event.metadata.clone(),
+        recorded_at: event.recorded_at,
+    }
+}
+
+fn check_envelope(decoded: &Envelope<SampleEvent>, event: &StoredEvent<SampleEvent>) {
+    assert_eq!(decoded.event_id, event.event_id);
+    assert_eq!(decoded.aggregate_id, event.aggregate_id);
+    assert_eq!(decoded.version, event.version);
+    assert_eq!(decoded.recorded_at, event.recorded_at);
+    assert_eq!(decoded.metadata.user, event.metadata.user);
+    assert_eq!(decoded.metadata.command_id, event.metadata.command_id);
+    assert_eq!(decoded.metadata.correlation_id, event.metadata.correlation_id);
+    assert_eq!(decoded.metadata.causation_id, event.metadata.causation_id);
+    assert_eq!(decoded.payload, event.payload);
+}
+
 #[test]
 fn every_event_type_round_trips_through_its_schema() -> TestResult {
-    let schemas = EventSchemas::load()?;
+    let catalog = EventCatalog::new().with::<Sample>()?;
     for event in every_event_type() {
-        let (event_type, record) = to_record(&event);
-        let (_, schema) = schemas.get(event_type)?;
-        let bytes = GenericDatumWriter::builder(schema)
+        let json = as_json(&event);
+        let schema = catalog.get(&json.event_type)?;
+        let record = schema.to_record(&json)?;
+        let bytes = GenericDatumWriter::builder(&schema.schema)
             .build()?
             .write_value_to_vec(record)?;
-        let value = GenericDatumReader::builder(schema)
+        let value = GenericDatumReader::builder(&schema.schema)
             .build()?
             .read_value(&mut bytes.as_slice())?;
-        let (header, decoded) = from_record(event_type, value)?;
-        assert_eq!(header, EventHeader::of(&event));
-        assert_eq!(decoded, event.payload);
+        let names = names_of(&schema.schema)?;
+        let back = from_avro(value, &schema.schema, &names)?;
+        let decoded: Envelope<SampleEvent> =
+            envelope_from_record("Sample", &json.event_type, back)?;
+        check_envelope(&decoded, &event);
     }
     Ok(())
+}
+
+#[test]
+fn a_version_1_payload_in_the_outbox_is_lifted_before_encoding() -> TestResult {
+    let catalog = EventCatalog::new().with::<Sample>()?;
+    let event = every_event_type().remove(0);
+    let mut json = as_json(&event);
+    // What the store held before payload version 2: serde's tagged form, old names.
+    json.schema_version = 1;
+    json.payload = serde_json::json!({"SampleRegistered": {
+        "id": event.aggregate_id.to_string(),
+        "details": {
+            "barcode": "LAB-PLASMA-20261122-000042", "sample_type": "PLASMA",
+            "volume": "250.5", "temperature_zone": "MINUS_80", "patient": "MRN-7",
+            "collected_at": "2025-11-22T05:40:00Z", "collected_by": "Dr. Okafor"
+        }
+    }});
+    let record = catalog.get("SampleRegistered")?.to_record(&json)?;
+    let fields = match record {
+        apache_avro::types::Value::Record(fields) => fields,
+        other => return Err(format!("not a record: {other:?}").into()),
+    };
+    assert!(fields.iter().any(|(name, _)| name == "patient_ref"));
+    Ok(())
+}
+
+#[test]
+fn a_payload_field_the_schema_lacks_is_an_error_not_dropped() -> TestResult {
+    let catalog = EventCatalog::new().with::<Sample>()?;
+    let mut json = as_json(&every_event_type()[3]);
+    json.payload["temperature_logger"] = serde_json::json!("TL-9");
+    let error = catalog
+        .get(&json.event_type)?
+        .to_record(&json)
+        .expect_err("unknown field");
+    assert!(error.to_string().contains("temperature_logger"), "{error}");
+    Ok(())
+}
+
+#[test]
+fn every_event_type_needs_a_schema() {
+    let only_some = EventCatalog::new().with_schemas::<Sample>(&[include_str!(
+        "../schemas/Sample/SampleRegistered.avsc"
+    )]);
+    let error = only_some.expect_err("schemas are missing");
+    assert!(error.to_string().contains("SampleReceived"), "{error}");
 }
 
 #[tokio::test]
@@ -129,8 +209,9 @@ async fn every_event_type_round_trips_in_the_wire_format_through_the_registry() 
     tokio::spawn(server.serve(std::future::pending()));
 
     let topic = "laboratory.sample.events";
-    let codec = WireCodec::new(&url)?;
-    let ids = codec.register_all(topic).await?;
+    let catalog = Arc::new(EventCatalog::new().with::<Sample>()?);
+    let codec = WireCodec::new(&url, Arc::clone(&catalog));
+    let ids = codec.register_all().await?;
     assert_eq!(ids.len(), 4);
 
     let subjects: Vec<String> = reqwest::get(format!("{url}/subjects"))
@@ -147,21 +228,25 @@ async fn every_event_type_round_trips_in_the_wire_format_through_the_registry() 
     );
 
     for event in every_event_type() {
-        let bytes = codec.encode(topic, &event).await?;
+        let json = as_json(&event);
+        let (to, bytes) = codec.encode(&json).await?;
+        assert_eq!(to, topic);
         assert_eq!(bytes[0], 0, "magic byte");
         let schema_id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
-        let (event_type, _) = to_record(&event);
         assert_eq!(
             Some(&schema_id),
-            ids.get(event_type),
+            ids.get(&json.event_type),
             "the registered id is in the header"
         );
-        let (header, decoded) = WireCodec::new(&url)?.decode(&bytes).await?;
-        assert_eq!(header, EventHeader::of(&event));
-        assert_eq!(decoded, event.payload);
+        let fresh = WireCodec::new(&url, Arc::clone(&catalog));
+        let decoded: Envelope<SampleEvent> = fresh.decode("Sample", &bytes).await?;
+        check_envelope(&decoded, &event);
     }
     assert!(
-        codec.decode(b"{\"json\":true}").await.is_err(),
+        codec
+            .decode::<SampleEvent>("Sample", b"{\"json\":true}")
+            .await
+            .is_err(),
         "not the wire format"
     );
     Ok(())

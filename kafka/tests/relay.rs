@@ -1,29 +1,39 @@
 //! The outbox relay against a real Kafka-protocol broker, the registry over HTTP and
-//! PostgreSQL: every committed event reaches Kafka once at least, in order per sample,
-//! through a broker outage, a killed relay, and two relays at once.
+//! PostgreSQL: every committed event reaches Kafka at least once, in order per aggregate,
+//! through a broker outage, a relay killed with a claimed batch unacknowledged, two relays
+//! at once, and poison rows among good ones.
 
+mod support;
+
+use cqrs::sample::{Sample, SampleCommand};
+use event_sourcing::{CommandContext, EventStore, ExpectedVersion};
+use kafka::avro::EventCatalog;
 use kafka::metrics::PipelineMetrics;
-use kafka::relay::{OutboxRelay, RelayConfig};
-use kafka::testkit::{BoxError, Broker, lab_day, read_topic, registry, store};
+use kafka::relay::{OutboxRelay, RelayConfig, parked, retry_parked};
+use kafka::testkit::{
+    BoxError, Broker, codec, lab_day, read_topic, registry, sample_catalog, store,
+};
 use kafka::topics::SAMPLE_EVENTS;
 use kafka::wire::WireCodec;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::widget::{self, Widget, WidgetCommand};
 use tokio::sync::watch;
 use uuid::Uuid;
 
 type TestResult = Result<(), BoxError>;
 
-fn relay(
-    store: &event_sourcing::EventStore,
+fn relay_with(
+    store: &EventStore,
     codec: &Arc<WireCodec>,
     brokers: &str,
+    tune: impl FnOnce(&mut RelayConfig),
 ) -> Result<(OutboxRelay, PipelineMetrics), BoxError> {
     let metrics = PipelineMetrics::new(prometheus::Registry::new())?;
-    let mut config = RelayConfig::new(brokers);
-    config.message_timeout = Duration::from_secs(2);
+    let mut config = RelayConfig::new(brokers).message_timeout(Duration::from_secs(2));
     config.breaker.open_for = Duration::from_secs(1);
+    tune(&mut config);
     let relay = OutboxRelay::new(
         store.pool().clone(),
         Arc::clone(codec),
@@ -33,13 +43,21 @@ fn relay(
     Ok((relay, metrics))
 }
 
-async fn backlog(store: &event_sourcing::EventStore) -> Result<i64, sqlx::Error> {
+fn relay(
+    store: &EventStore,
+    codec: &Arc<WireCodec>,
+    brokers: &str,
+) -> Result<(OutboxRelay, PipelineMetrics), BoxError> {
+    relay_with(store, codec, brokers, |_| {})
+}
+
+async fn backlog(store: &EventStore) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
         .fetch_one(store.pool())
         .await
 }
 
-async fn wait_for_empty_outbox(store: &event_sourcing::EventStore, within: Duration) -> TestResult {
+async fn wait_for_empty_outbox(store: &EventStore, within: Duration) -> TestResult {
     let deadline = Instant::now() + within;
     while backlog(store).await? > 0 {
         if Instant::now() > deadline {
@@ -50,53 +68,60 @@ async fn wait_for_empty_outbox(store: &event_sourcing::EventStore, within: Durat
     Ok(())
 }
 
-/// Reads the topic back and checks: every stored event is there (duplicates allowed, as
-/// delivery is at least once), keyed by its sample, and each sample's events first arrive
-/// in version order, all in one partition.
-async fn verify_topic(
-    store: &event_sourcing::EventStore,
+/// Reads `topic` back and checks: every stored event of `aggregate_type` is there
+/// (duplicates allowed, as delivery is at least once), keyed by its aggregate, and each
+/// aggregate's events first arrive in version order, all in one partition.
+async fn verify_topic_of(
+    store: &EventStore,
     codec: &WireCodec,
     brokers: &str,
+    aggregate_type: &str,
+    except: &[Uuid],
 ) -> TestResult {
-    let expected: Vec<(Uuid, Uuid, i64)> =
-        sqlx::query_as("SELECT event_id, aggregate_id, version FROM events ORDER BY position")
-            .fetch_all(store.pool())
-            .await?;
+    let expected: Vec<(Uuid, Uuid, i64)> = sqlx::query_as(
+        "SELECT event_id, aggregate_id, version FROM events \
+         WHERE aggregate_type = $1 AND aggregate_id <> ALL($2) ORDER BY position",
+    )
+    .bind(aggregate_type)
+    .bind(except)
+    .fetch_all(store.pool())
+    .await?;
+    let topic = kafka::avro::topic_for(aggregate_type);
     let messages = tokio::task::block_in_place(|| {
-        read_topic(
-            brokers,
-            SAMPLE_EVENTS,
-            expected.len(),
-            Duration::from_secs(30),
-        )
+        read_topic(brokers, &topic, expected.len(), Duration::from_secs(30))
     })?;
     let mut seen = HashSet::new();
     let mut last_version: HashMap<Uuid, (i32, u64)> = HashMap::new();
     for message in &messages {
         let (partition, headers) = (&message.partition, &message.headers);
-        let (header, _) = codec.decode(&message.value).await?;
-        assert_eq!(message.key, header.sample_id.to_string(), "keyed by sample");
+        let (event_type, record) = codec.decode_json(&message.value).await?;
+        let key_field = kafka::avro::key_field(aggregate_type);
+        let aggregate_id: Uuid = record[key_field.as_str()]
+            .as_str()
+            .ok_or("no key field")?
+            .parse()?;
+        let event_id: Uuid = record["event_id"].as_str().ok_or("no event id")?.parse()?;
+        let version = record["aggregate_version"].as_u64().ok_or("no version")?;
+        assert_eq!(message.key, aggregate_id.to_string(), "keyed by aggregate");
         assert!(
             headers
                 .iter()
-                .any(|(k, v)| k == "event_id" && v == &header.event_id.to_string())
+                .any(|(k, v)| k == "event_id" && v == &event_id.to_string())
         );
+        assert!(headers.iter().any(|(k, v)| k == "event_type" && v == &event_type));
         assert!(
             headers.iter().any(|(k, _)| k == "traceparent"),
             "trace context travels in headers"
         );
-        if !seen.insert(header.event_id) {
-            // A redelivery (at least once): consumers skip it by event id and version.
+        if !seen.insert(event_id) {
+            // A redelivery (at least once): consumers skip it by event id.
             continue;
         }
-        if let Some((p, v)) = last_version.get(&header.sample_id) {
-            assert_eq!(p, partition, "one sample, one partition");
-            assert!(
-                header.aggregate_version > *v,
-                "a sample's new events arrive in order"
-            );
+        if let Some((p, v)) = last_version.get(&aggregate_id) {
+            assert_eq!(p, partition, "one aggregate, one partition");
+            assert!(version > *v, "an aggregate's new events arrive in order");
         }
-        last_version.insert(header.sample_id, (*partition, header.aggregate_version));
+        last_version.insert(aggregate_id, (*partition, version));
     }
     let missing: Vec<_> = expected
         .iter()
@@ -111,35 +136,81 @@ async fn verify_topic(
     Ok(())
 }
 
+async fn verify_topic(store: &EventStore, codec: &WireCodec, brokers: &str) -> TestResult {
+    verify_topic_of(store, codec, brokers, "Sample", &[]).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn committed_events_reach_kafka_as_avro_in_order_per_sample() -> TestResult {
     let broker = Broker::start().await?;
     let store = store().await?;
-    let codec = Arc::new(WireCodec::new(&registry(store.pool().clone()).await?)?);
-    codec.register_all(SAMPLE_EVENTS).await?;
+    let codec = codec(&registry(store.pool().clone()).await?, sample_catalog()?).await?;
     let appended = lab_day(&store, 40, "KAFKA").await?;
     assert_eq!(backlog(&store).await?, appended as i64);
 
     let (relay, metrics) = relay(&store, &codec, &broker.address)?;
     let mut published = 0;
     while published < appended {
-        let n = relay.publish_batch().await?;
-        assert!(n > 0, "the outbox still had rows");
-        published += n;
+        let round = relay.publish_batch().await?;
+        assert!(round.published > 0, "the outbox still had rows: {round:?}");
+        published += round.published;
     }
-    assert_eq!(relay.publish_batch().await?, 0);
+    assert_eq!(relay.publish_batch().await?.claimed, 0);
     assert_eq!(backlog(&store).await?, 0);
     assert_eq!(metrics.outbox_backlog.get(), 0);
+    let unmarked: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM outbox WHERE published_at IS NULL OR leased_until IS NOT NULL",
+    )
+    .fetch_one(store.pool())
+    .await?;
+    assert_eq!(unmarked, 0, "every row marked, no lease left behind");
     let exported = metrics.render();
     assert!(exported.contains("cqrs_events_published_total{event_type=\"SampleRegistered\",topic=\"laboratory.sample.events\"} 40"), "{exported}");
     verify_topic(&store, &codec, &broker.address).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_transaction_stays_open_while_the_relay_waits_for_kafka() -> TestResult {
+    // A frozen broker: the relay's sends hang until the publish timeout. While they
+    // hang, the relay must hold no transaction (an xid would hold every follower back).
+    let broker = Broker::start().await?;
+    let store = store().await?;
+    let codec = codec(&registry(store.pool().clone()).await?, sample_catalog()?).await?;
+    lab_day(&store, 5, "XID").await?;
+    let (relay, _) = relay(&store, &codec, &broker.address)?;
+    broker.freeze()?;
+    let round = tokio::spawn(async move { relay.publish_batch().await });
+    // Observe the claim: leased rows, not published.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let leased: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM outbox WHERE leased_until > clock_timestamp() AND published_at IS NULL",
+        )
+        .fetch_one(store.pool())
+        .await?;
+        if leased > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the relay never claimed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let open: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+         AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(store.pool())
+    .await?;
+    assert_eq!(open, 0, "a transaction holds an xid while the relay waits for Kafka");
+    broker.thaw()?;
+    let _ = round.await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_frozen_broker_opens_the_circuit_and_no_event_is_lost() -> TestResult {
     let broker = Broker::start().await?;
     let store = store().await?;
-    let codec = Arc::new(WireCodec::new(&registry(store.pool().clone()).await?)?);
+    let codec = codec(&registry(store.pool().clone()).await?, sample_catalog()?).await?;
     let (relay, metrics) = relay(&store, &codec, &broker.address)?;
     let (stop_tx, stop) = watch::channel(false);
     let running = tokio::spawn(relay.run(stop));
@@ -184,30 +255,176 @@ async fn a_frozen_broker_opens_the_circuit_and_no_event_is_lost() -> TestResult 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_relay_killed_mid_batch_loses_nothing_and_two_relays_share_the_work() -> TestResult {
+async fn a_relay_killed_with_a_claimed_unacknowledged_batch_loses_nothing() -> TestResult {
     let broker = Broker::start().await?;
     let store = store().await?;
-    let codec = Arc::new(WireCodec::new(&registry(store.pool().clone()).await?)?);
-    lab_day(&store, 60, "KILL").await?;
+    let codec = codec(&registry(store.pool().clone()).await?, sample_catalog()?).await?;
+    lab_day(&store, 20, "KILL").await?;
 
-    // Kill a relay in the middle of its work: its open transaction dies with it.
-    let (first, _) = relay(&store, &codec, &broker.address)?;
+    // The doomed relay claims a batch that Kafka cannot acknowledge (frozen broker)...
+    let (doomed, _) = relay_with(&store, &codec, &broker.address, |c| {
+        c.message_timeout = Duration::from_secs(30);
+        c.lease = Duration::from_secs(3);
+    })?;
+    let doomed_id = doomed.id();
+    broker.freeze()?;
     let (_never, stop) = watch::channel(false);
-    let doomed = tokio::spawn(first.run(stop));
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    let doomed = tokio::spawn(doomed.run(stop));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let held: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM outbox WHERE leased_by = $1 AND published_at IS NULL \
+             AND leased_until > clock_timestamp()",
+        )
+        .bind(doomed_id)
+        .fetch_one(store.pool())
+        .await?;
+        if held > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the relay never claimed a batch");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // ...and is killed while the batch is in flight: nothing it does afterwards counts.
     doomed.abort();
     let _ = doomed.await;
+    broker.thaw()?;
 
-    // Two relays at once take over, with the lab still writing.
+    // Another relay takes the rows once the lease has expired.
     let (stop_tx, stop) = watch::channel(false);
-    let (a, _) = relay(&store, &codec, &broker.address)?;
-    let (b, _) = relay(&store, &codec, &broker.address)?;
+    let (heir, _) = relay(&store, &codec, &broker.address)?;
+    let heir = tokio::spawn(heir.run(stop));
+    wait_for_empty_outbox(&store, Duration::from_secs(60)).await?;
+    stop_tx.send(true)?;
+    heir.await?;
+    verify_topic(&store, &codec, &broker.address).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_relays_share_the_work_and_both_publish() -> TestResult {
+    let broker = Broker::start().await?;
+    let store = store().await?;
+    let codec = codec(&registry(store.pool().clone()).await?, sample_catalog()?).await?;
+    lab_day(&store, 60, "TWO").await?;
+    let (stop_tx, stop) = watch::channel(false);
+    let small = |c: &mut RelayConfig| c.batch_size = 7;
+    let (a, a_metrics) = relay_with(&store, &codec, &broker.address, small)?;
+    let (b, b_metrics) = relay_with(&store, &codec, &broker.address, small)?;
     let relays = [tokio::spawn(a.run(stop.clone())), tokio::spawn(b.run(stop))];
-    lab_day(&store, 30, "TWO").await?;
+    lab_day(&store, 30, "MORE").await?;
     wait_for_empty_outbox(&store, Duration::from_secs(60)).await?;
     stop_tx.send(true)?;
     for r in relays {
         r.await?;
     }
+    let published = |m: &PipelineMetrics| {
+        ["SampleRegistered", "SampleReceived", "SampleValidated", "SampleRejected"]
+            .iter()
+            .map(|t| {
+                m.events_published
+                    .with_label_values(&[SAMPLE_EVENTS, t])
+                    .get()
+            })
+            .sum::<u64>()
+    };
+    let (by_a, by_b) = (published(&a_metrics), published(&b_metrics));
+    assert!(by_a > 0 && by_b > 0, "both relays published: {by_a} and {by_b}");
+    assert!(by_a + by_b >= 270, "every event published: {by_a} + {by_b}");
     verify_topic(&store, &codec, &broker.address).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn poison_rows_are_parked_and_everything_else_keeps_flowing_in_order() -> TestResult {
+    let broker = Broker::start().await?;
+    let store = store().await?;
+    let url = registry(store.pool().clone()).await?;
+    let codec_without_widgets = codec(&url, sample_catalog()?).await?;
+
+    // Good samples, then two kinds of poison among them:
+    // - one sample whose stored payload cannot be mapped to its schema;
+    // - widgets, an aggregate this relay's catalogue does not know (a deploy that forgot
+    //   its schemas).
+    lab_day(&store, 5, "GOOD").await?;
+    let bad_sample = Uuid::now_v7();
+    let ctx = || CommandContext::new("tech");
+    let details = kafka::testkit::details("BAD-00001")?;
+    store
+        .execute::<Sample>(
+            bad_sample,
+            SampleCommand::Register {
+                id: cqrs::sample::SampleId::from_uuid(bad_sample),
+                details,
+            },
+            &ctx(),
+            ExpectedVersion::Exactly(0),
+        )
+        .await?;
+    store
+        .execute::<Sample>(bad_sample, SampleCommand::Receive { notes: None }, &ctx(), ExpectedVersion::Any)
+        .await?;
+    sqlx::query(
+        "UPDATE events SET payload = jsonb_set(payload, '{volume_ul}', '\"a lot\"') \
+         WHERE aggregate_id = $1 AND version = 1",
+    )
+    .bind(bad_sample)
+    .execute(store.pool())
+    .await?;
+    let widget_id = Uuid::now_v7();
+    store
+        .execute::<Widget>(widget_id, WidgetCommand::Make { name: "w".into() }, &ctx(), ExpectedVersion::Exactly(0))
+        .await?;
+    store
+        .execute::<Widget>(widget_id, WidgetCommand::Paint { colour: "red".into() }, &ctx(), ExpectedVersion::Any)
+        .await?;
+    lab_day(&store, 5, "AFTER").await?;
+
+    kafka::topics::ensure_topics(&broker.address, &["laboratory.widget.events"], 3).await?;
+    let (first, metrics) = relay(&store, &codec_without_widgets, &broker.address)?;
+    for _ in 0..5 {
+        first.publish_batch().await?;
+    }
+    let set_aside = parked(store.pool(), 100).await?;
+    let types: Vec<&str> = set_aside.iter().map(|p| p.event_type.as_str()).collect();
+    assert_eq!(types, ["SampleRegistered", "WidgetMade"], "{set_aside:?}");
+    assert!(set_aside[0].reason.contains("volume_ul"), "{}", set_aside[0].reason);
+    assert!(set_aside[1].reason.contains("WidgetMade"), "{}", set_aside[1].reason);
+    assert_eq!(metrics.outbox_parked.get(), 2);
+    // Everything else went out; the poisoned aggregates' later events wait behind them.
+    let waiting: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT e.event_type, e.version FROM outbox o JOIN events e USING (position) \
+         WHERE o.published_at IS NULL AND o.parked_at IS NULL ORDER BY o.position",
+    )
+    .fetch_all(store.pool())
+    .await?;
+    assert_eq!(
+        waiting,
+        [("SampleReceived".to_owned(), 2), ("WidgetPainted".to_owned(), 2)]
+    );
+    verify_topic_of(
+        &store,
+        &codec_without_widgets,
+        &broker.address,
+        "Sample",
+        &[bad_sample],
+    )
+    .await?;
+
+    // The operator fixes the causes (the payload is repaired, the widgets' schemas are
+    // deployed) and re-tries: everything goes out, in order.
+    sqlx::query("UPDATE events SET payload = jsonb_set(payload, '{volume_ul}', '\"12.5\"') WHERE aggregate_id = $1 AND version = 1")
+        .bind(bad_sample)
+        .execute(store.pool())
+        .await?;
+    let full = Arc::new(
+        EventCatalog::new()
+            .with::<Sample>()?
+            .with_schemas::<Widget>(widget::SCHEMAS)?,
+    );
+    let codec = codec(&url, full).await?;
+    let (second, _) = relay(&store, &codec, &broker.address)?;
+    assert_eq!(retry_parked(store.pool(), None).await?, 2);
+    while second.publish_batch().await?.claimed > 0 {}
+    assert_eq!(backlog(&store).await?, 0);
+    verify_topic(&store, &codec, &broker.address).await?;
+    verify_topic_of(&store, &codec, &broker.address, "Widget", &[]).await
 }

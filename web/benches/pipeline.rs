@@ -13,6 +13,7 @@
 //! 2. Catch-up: a backlog of `--backlog` events is written with the relay stopped; then one
 //!    relay publishes it all. Reports events/s.
 
+use cqrs::DomainEvent;
 use cqrs::sample::{
     Barcode, Note, Sample, SampleCommand, SampleDetails, SampleId, SampleType, TemperatureZone,
     VolumeUl,
@@ -25,7 +26,6 @@ use kafka::metrics::PipelineMetrics;
 use kafka::relay::{OutboxRelay, RelayConfig};
 use kafka::retry::RetryPolicy;
 use kafka::testkit::{Broker, registry};
-use kafka::topics::SAMPLE_EVENTS;
 use kafka::wire::WireCodec;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -85,8 +85,9 @@ async fn quantiles(pool: &sqlx::PgPool, sql: &str) -> Result<(i64, f64, f64, f64
 async fn steady(args: &Args, broker: &Broker) -> Result<(), BoxError> {
     let (pool, name) = event_sourcing::testkit::fresh_database(40).await?;
     let store = EventStore::new(pool.clone(), StoreConfig::default());
-    let codec = Arc::new(WireCodec::new(&registry(pool.clone()).await?)?);
-    codec.register_all(SAMPLE_EVENTS).await?;
+    let catalog = Arc::new(web::pipeline::catalog()?);
+    let codec = Arc::new(WireCodec::new(&registry(pool.clone()).await?, catalog));
+    codec.register_all().await?;
     let metrics = PipelineMetrics::new(prometheus::Registry::new())?;
     let (stop_tx, stop) = watch::channel(false);
     let relay = OutboxRelay::new(
@@ -219,8 +220,9 @@ async fn steady(args: &Args, broker: &Broker) -> Result<(), BoxError> {
 async fn catch_up(args: &Args, broker: &Broker) -> Result<(), BoxError> {
     let (pool, name) = event_sourcing::testkit::fresh_database(10).await?;
     let store = EventStore::new(pool.clone(), StoreConfig::default());
-    let codec = Arc::new(WireCodec::new(&registry(pool.clone()).await?)?);
-    codec.register_all(SAMPLE_EVENTS).await?;
+    let catalog = Arc::new(web::pipeline::catalog()?);
+    let codec = Arc::new(WireCodec::new(&registry(pool.clone()).await?, catalog));
+    codec.register_all().await?;
     // The backlog: registrations written straight into the store, 2,000 per commit.
     let mut written = 0;
     while written < args.backlog {
@@ -237,9 +239,9 @@ async fn catch_up(args: &Args, broker: &Broker) -> Result<(), BoxError> {
                     expected_version: 0,
                     events: vec![NewEvent {
                         event_id: Uuid::now_v7(),
-                        event_type: "SampleRegistered",
-                        schema_version: 1,
-                        payload: serde_json::to_string(&event)?,
+                        event_type: event.event_type(),
+                        schema_version: cqrs::sample::SampleEvent::SCHEMA_VERSION,
+                        payload: event.to_payload()?.to_string(),
                         metadata: CommandContext::new("bench").event_metadata(),
                     }],
                     command_id: None,
@@ -263,11 +265,11 @@ async fn catch_up(args: &Args, broker: &Broker) -> Result<(), BoxError> {
     let started = Instant::now();
     let mut published = 0;
     loop {
-        let n = relay.publish_batch().await?;
-        if n == 0 {
+        let round = relay.publish_batch().await?;
+        if round.claimed == 0 {
             break;
         }
-        published += n;
+        published += round.published;
     }
     let secs = started.elapsed().as_secs_f64();
     let stage = |name: &str| {

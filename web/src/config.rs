@@ -64,15 +64,24 @@ pub struct Settings {
     pub schema_registry_url: String,
     /// `TRACSEQ_CONSUMER_SESSION_TIMEOUT_MS`: consumer-group session timeout
     pub consumer_session_timeout_ms: u64,
-    /// `TRACSEQ_RETRY`: how consumers retry transient failures, `aggressive` (default: 5
-    /// attempts, 100 ms growing to 500 ms) or `conservative` (3 attempts, 1 s to 10 s)
+    /// `TRACSEQ_RETRY`: the backoff between retries of a transient failure, `aggressive`
+    /// (default: 100 ms growing to 500 ms) or `conservative` (1 s to 10 s). Consumers
+    /// retry without limit; the preset's attempt count bounds only an operator's
+    /// re-processing of a dead letter.
     pub retry: kafka::retry::RetryPolicy,
     /// `TRACSEQ_PUBLISH_TIMEOUT_MS`: how long the relay waits for Kafka to acknowledge a
-    /// message before counting it as failed (and the batch as to be retried)
+    /// message before counting it as failed (and sending it again)
     pub publish_timeout_ms: u64,
     /// `TRACSEQ_RELAY`: `on` (default) runs the outbox relay inside `serve`; `off` leaves
     /// publishing to separate `tracseq relay` processes.
     pub relay_in_process: bool,
+    /// `TRACSEQ_STUCK_AFTER_S`: a consumer or projection failing without progress for
+    /// this long makes `/health/ready` answer not ready (default 60)
+    pub stuck_after_s: u64,
+    /// `TRACSEQ_TOPIC_REPLICATION` (default 1) and `TRACSEQ_TOPIC_MIN_INSYNC` (default:
+    /// the broker's): how topics are created; a real cluster wants 3 and 2
+    pub topic_replication: i32,
+    pub topic_min_insync: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -164,6 +173,12 @@ impl Settings {
                         reason: "expected 'aggressive' or 'conservative'".into(),
                     })?
                 }
+            },
+            stuck_after_s: parse(&lookup, "TRACSEQ_STUCK_AFTER_S", 60)?,
+            topic_replication: parse(&lookup, "TRACSEQ_TOPIC_REPLICATION", 1)?,
+            topic_min_insync: match lookup("TRACSEQ_TOPIC_MIN_INSYNC") {
+                None => None,
+                Some(_) => Some(parse(&lookup, "TRACSEQ_TOPIC_MIN_INSYNC", 1)?),
             },
             relay_in_process: match lookup("TRACSEQ_RELAY").as_deref().map(str::trim) {
                 None | Some("") | Some("on") => true,

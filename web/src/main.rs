@@ -68,10 +68,19 @@ async fn schema_registry(settings: Settings) -> ExitCode {
 async fn create_topics(settings: Settings) -> ExitCode {
     let brokers = settings
         .kafka_brokers
+        .clone()
         .unwrap_or_else(|| "127.0.0.1:9092".to_owned());
-    match kafka::topics::ensure_topics(&brokers, kafka::topics::ALL, 3).await {
+    let topics = match web::pipeline::catalog() {
+        Ok(catalog) => web::pipeline::topic_names(&catalog),
+        Err(error) => {
+            tracing::error!(%error, "the event catalogue is invalid");
+            return ExitCode::FAILURE;
+        }
+    };
+    let topic_settings = web::pipeline::topic_settings(&settings);
+    match kafka::topics::ensure_topics_with(&brokers, &topics, topic_settings).await {
         Ok(()) => {
-            tracing::info!(%brokers, topics = ?kafka::topics::ALL, "topics are in place");
+            tracing::info!(%brokers, ?topics, "topics are in place");
             ExitCode::SUCCESS
         }
         Err(error) => {

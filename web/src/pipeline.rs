@@ -1,12 +1,17 @@
-//! The event pipeline of a running platform: the outbox relay publishing to Kafka and the
-//! consumer group feeding the samples read table, with its dead letters.
+//! The event pipeline of a running platform: the outbox relay publishing every
+//! aggregate's events to Kafka, and the consumer groups feeding the read tables, with
+//! their dead letters. Adding an aggregate adds a line to [`catalog`] and a
+//! [`Pipeline::consume`] call for its projection; nothing in the relay, codec or consumer
+//! changes.
 
 use crate::config::Settings;
-use crate::read_model::SamplesProjection;
+use cqrs::sample::Sample;
+use event_sourcing::{ProgressBoard, Projection};
+use kafka::avro::{AvroError, EventCatalog};
 use kafka::consumer::{Applier, ConsumerConfig, DeadLetters, ProjectionConsumer};
 use kafka::metrics::PipelineMetrics;
 use kafka::relay::{OutboxRelay, RelayConfig};
-use kafka::topics;
+use kafka::topics::{self, TopicSettings};
 use kafka::wire::WireCodec;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -18,20 +23,52 @@ use tokio::task::JoinHandle;
 #[error("event pipeline: {0}")]
 pub struct PipelineError(String);
 
+impl From<String> for PipelineError {
+    fn from(message: String) -> Self {
+        Self(message)
+    }
+}
+
+/// Every aggregate whose events the platform publishes, with its Avro schemas.
+pub fn catalog() -> Result<EventCatalog, AvroError> {
+    EventCatalog::new().with::<Sample>()
+}
+
+/// The platform's topics: the catalogue's, and the rest of SPEC.md's.
+pub fn topic_names(catalog: &EventCatalog) -> Vec<String> {
+    let mut names: Vec<String> = topics::ALL.iter().map(|t| (*t).to_owned()).collect();
+    names.extend(catalog.topics());
+    names.sort();
+    names.dedup();
+    names
+}
+
+pub fn topic_settings(settings: &Settings) -> TopicSettings {
+    TopicSettings {
+        replication_factor: settings.topic_replication,
+        min_insync_replicas: settings.topic_min_insync,
+        ..TopicSettings::default()
+    }
+}
+
 /// Creates the topics and registers the event schemas (both idempotent), retrying for a
 /// while when the broker or the registry is not up yet.
-pub async fn prepare(brokers: &str, settings: &Settings) -> Result<WireCodec, PipelineError> {
-    let codec =
-        WireCodec::new(&settings.schema_registry_url).map_err(|e| PipelineError(e.to_string()))?;
+pub async fn prepare(
+    brokers: &str,
+    settings: &Settings,
+    catalog: Arc<EventCatalog>,
+) -> Result<WireCodec, PipelineError> {
+    let topics = topic_names(&catalog);
+    let codec = WireCodec::new(&settings.schema_registry_url, catalog);
     let mut attempt = 0;
     loop {
         attempt += 1;
         let ready = async {
-            topics::ensure_topics(brokers, topics::ALL, 3)
+            topics::ensure_topics_with(brokers, &topics, topic_settings(settings))
                 .await
                 .map_err(|e| format!("topics on {brokers}: {e}"))?;
             codec
-                .register_all(topics::SAMPLE_EVENTS)
+                .register_all()
                 .await
                 .map_err(|e| format!("schemas at {}: {e}", settings.schema_registry_url))
         };
@@ -50,9 +87,7 @@ pub async fn prepare(brokers: &str, settings: &Settings) -> Result<WireCodec, Pi
 }
 
 fn relay_config(brokers: &str, settings: &Settings) -> RelayConfig {
-    let mut config = RelayConfig::new(brokers);
-    config.message_timeout = Duration::from_millis(settings.publish_timeout_ms.max(1));
-    config
+    RelayConfig::new(brokers).message_timeout(Duration::from_millis(settings.publish_timeout_ms.max(1)))
 }
 
 /// A relay on its own, for `tracseq relay`: publishes until `stop` turns true.
@@ -63,7 +98,8 @@ pub async fn run_relay(
     metrics: PipelineMetrics,
     stop: watch::Receiver<bool>,
 ) -> Result<(), PipelineError> {
-    let codec = Arc::new(prepare(brokers, settings).await?);
+    let catalog = Arc::new(catalog().map_err(|e| PipelineError(e.to_string()))?);
+    let codec = Arc::new(prepare(brokers, settings, catalog).await?);
     let relay = OutboxRelay::new(pool, codec, metrics, relay_config(brokers, settings))
         .map_err(|e| PipelineError(e.to_string()))?;
     relay.run(stop).await;
@@ -71,22 +107,29 @@ pub async fn run_relay(
 }
 
 pub struct Pipeline {
+    pool: PgPool,
+    brokers: String,
+    settings: Settings,
+    metrics: PipelineMetrics,
+    codec: Arc<WireCodec>,
+    board: ProgressBoard,
     relay: Option<JoinHandle<()>>,
-    consumer: JoinHandle<()>,
+    consumers: Vec<JoinHandle<()>>,
     stop: watch::Sender<bool>,
-    pub dead_letters: DeadLetters<SamplesProjection>,
 }
 
 impl Pipeline {
     /// Prepares topics and schemas, then starts the relay (unless it runs in processes of
-    /// its own, `TRACSEQ_RELAY=off`) and the consumer.
+    /// its own, `TRACSEQ_RELAY=off`). Consumers are added with [`Pipeline::consume`].
     pub async fn start(
         pool: PgPool,
         brokers: &str,
         settings: &Settings,
         metrics: PipelineMetrics,
+        catalog: Arc<EventCatalog>,
+        board: ProgressBoard,
     ) -> Result<Self, PipelineError> {
-        let codec = Arc::new(prepare(brokers, settings).await?);
+        let codec = Arc::new(prepare(brokers, settings, catalog).await?);
         let (stop, stopped) = watch::channel(false);
         let relay = if settings.relay_in_process {
             let relay = OutboxRelay::new(
@@ -95,40 +138,58 @@ impl Pipeline {
                 metrics.clone(),
                 relay_config(brokers, settings),
             )
-            .map_err(|e| PipelineError(e.to_string()))?;
-            Some(tokio::spawn(relay.run(stopped.clone())))
+            .map_err(|e| PipelineError(e.to_string()))?
+            .with_progress(board.register_informational("outbox-relay"));
+            Some(tokio::spawn(relay.run(stopped)))
         } else {
             tracing::info!(
                 "TRACSEQ_RELAY=off: events are published by separate 'tracseq relay' processes"
             );
             None
         };
-        let applier = Arc::new(Applier::new(
-            pool,
-            codec,
-            Arc::new(SamplesProjection),
-            settings.retry,
-            metrics.clone(),
-        ));
-        let mut config = ConsumerConfig::new(brokers);
-        config.session_timeout = Duration::from_millis(settings.consumer_session_timeout_ms);
-        let consumer = ProjectionConsumer::new(Arc::clone(&applier), metrics, config)
-            .map_err(|e| PipelineError(e.to_string()))?;
-        let consumer = tokio::spawn(async move {
-            if let Err(error) = consumer.run(stopped).await {
-                tracing::error!(%error, "samples consumer stopped");
-            }
-        });
         Ok(Self {
+            pool,
+            brokers: brokers.to_owned(),
+            settings: settings.clone(),
+            metrics,
+            codec,
+            board,
             relay,
-            consumer,
+            consumers: Vec::new(),
             stop,
-            dead_letters: DeadLetters::new(applier),
         })
     }
 
+    /// Starts a consumer group feeding `projection` from its aggregate's topic; returns
+    /// its dead letters.
+    pub fn consume<P: Projection>(&mut self, projection: P) -> Result<DeadLetters<P>, PipelineError> {
+        let applier = Arc::new(
+            Applier::new(
+                self.pool.clone(),
+                Arc::clone(&self.codec),
+                Arc::new(projection),
+                self.settings.retry,
+                self.metrics.clone(),
+            )
+            .with_progress(self.board.register(P::NAME)),
+        );
+        let mut config = ConsumerConfig::new(self.brokers.clone());
+        config.session_timeout = Duration::from_millis(self.settings.consumer_session_timeout_ms);
+        config.retry = self.settings.retry;
+        let consumer = ProjectionConsumer::new(Arc::clone(&applier), self.metrics.clone(), config)
+            .map_err(|e| PipelineError(e.to_string()))?;
+        let stopped = self.stop.subscribe();
+        self.consumers.push(tokio::spawn(async move {
+            if let Err(error) = consumer.run(stopped).await {
+                tracing::error!(%error, consumer = P::NAME, "consumer stopped");
+            }
+        }));
+        Ok(DeadLetters::new(applier))
+    }
+
     pub fn is_running(&self) -> bool {
-        self.relay.as_ref().is_none_or(|r| !r.is_finished()) && !self.consumer.is_finished()
+        self.relay.as_ref().is_none_or(|r| !r.is_finished())
+            && self.consumers.iter().all(|c| !c.is_finished())
     }
 }
 

@@ -2,12 +2,9 @@
 //! kept up to date by a projection that follows the event log.
 
 use chrono::{DateTime, Utc};
-use cqrs::sample::{SampleEvent, SampleStatus, SampleType, TemperatureZone, VolumeUl};
-use event_sourcing::{Projection, ProjectionError, StoredEvent};
-use kafka::avro::EventHeader;
-use kafka::consumer::{EventHandler, HandlerError};
+use cqrs::sample::{Sample, SampleEvent, SampleStatus, SampleType, TemperatureZone, VolumeUl};
+use event_sourcing::{Envelope, Projection, ProjectionError};
 use serde::Serialize;
-use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -97,60 +94,30 @@ pub async fn apply_sample_event(
 }
 
 /// The samples projection, fed either by following the event log in-process or by a
-/// Kafka consumer group.
+/// Kafka consumer group: the same code either way.
 pub struct SamplesProjection;
 
 impl Projection for SamplesProjection {
     const NAME: &'static str = "samples";
+    type Aggregate = Sample;
 
     async fn apply(
         &self,
         conn: &mut PgConnection,
-        event: &StoredEvent<Value>,
+        event: &Envelope<SampleEvent>,
     ) -> Result<(), ProjectionError> {
-        if event.aggregate_type != "Sample" {
-            return Ok(());
-        }
-        let decoded: SampleEvent = serde_json::from_value(event.payload.clone())?;
         apply_sample_event(
             conn,
             event.aggregate_id,
             event.version,
             event.recorded_at,
             &event.metadata.user,
-            &decoded,
+            &event.payload,
         )
         .await
         .map_err(|e| match e {
-            ApplyError::Database(db) => ProjectionError::Database(db),
-            other => ProjectionError::Rejected(other.to_string()),
-        })
-    }
-}
-
-impl EventHandler for SamplesProjection {
-    fn name(&self) -> &'static str {
-        "samples"
-    }
-
-    async fn handle(
-        &self,
-        conn: &mut PgConnection,
-        header: &EventHeader,
-        event: &SampleEvent,
-    ) -> Result<(), HandlerError> {
-        apply_sample_event(
-            conn,
-            header.sample_id,
-            header.aggregate_version,
-            header.recorded_at,
-            &header.user,
-            event,
-        )
-        .await
-        .map_err(|e| match e {
-            ApplyError::Database(db) => HandlerError::from(db),
-            other => HandlerError::Permanent(other.to_string()),
+            ApplyError::Database(db) => ProjectionError::from(db),
+            other => ProjectionError::Permanent(other.to_string()),
         })
     }
 }

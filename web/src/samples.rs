@@ -3,7 +3,8 @@
 
 use crate::error::{AppError, FieldError};
 use crate::pipeline::Pipeline;
-use crate::read_model;
+use crate::read_model::{self, SamplesProjection};
+use kafka::consumer::DeadLetters;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use cqrs::sample::{
     Barcode, Note, PatientRef, Sample, SampleCommand, SampleDetails, SampleEvent, SampleId,
@@ -252,20 +253,23 @@ pub enum ReadSide {
     /// Projections follow the event log in this process (no Kafka configured).
     InProcess(Arc<ProjectionHandle>),
     /// Projections are Kafka consumers, fed through the outbox relay.
-    Kafka(Arc<Pipeline>),
+    Kafka {
+        pipeline: Arc<Pipeline>,
+        dead_letters: Arc<DeadLetters<SamplesProjection>>,
+    },
 }
 
 impl ReadSide {
     pub fn is_running(&self) -> bool {
         match self {
             Self::InProcess(handle) => handle.is_running(),
-            Self::Kafka(pipeline) => pipeline.is_running(),
+            Self::Kafka { pipeline, .. } => pipeline.is_running(),
         }
     }
 
-    pub fn pipeline(&self) -> Option<&Pipeline> {
+    pub fn dead_letters(&self) -> Option<&DeadLetters<SamplesProjection>> {
         match self {
-            Self::Kafka(pipeline) => Some(pipeline),
+            Self::Kafka { dead_letters, .. } => Some(dead_letters),
             Self::InProcess(_) => None,
         }
     }
@@ -451,7 +455,7 @@ impl SampleService {
         let Some(cursor) = outcome.cursor else { return };
         let caught_up = match &self.read_side {
             ReadSide::InProcess(handle) => handle.wait_for(cursor, self.read_your_writes).await,
-            ReadSide::Kafka(_) => self.await_version(outcome).await,
+            ReadSide::Kafka { .. } => self.await_version(outcome).await,
         };
         if !caught_up {
             tracing::warn!(sample = %outcome.aggregate_id, version = outcome.last_version,

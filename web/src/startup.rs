@@ -6,7 +6,9 @@ use crate::pipeline::Pipeline;
 use crate::read_model::SamplesProjection;
 use crate::routes;
 use crate::samples::{ReadSide, SampleService};
-use event_sourcing::{EventStore, MIGRATOR, ProjectionRunner, StoreConfig};
+use event_sourcing::{
+    EventStore, MIGRATOR, ProgressBoard, Projection, ProjectionRunner, StoreConfig,
+};
 use kafka::metrics::{CommandMetrics, PipelineMetrics};
 use kafka::registry::{RegistryServer, RegistryStore};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -35,6 +37,10 @@ pub enum StartupError {
 pub struct AppState {
     pub samples: SampleService,
     pub metrics: PipelineMetrics,
+    /// Every consumer and projection, for readiness.
+    pub board: ProgressBoard,
+    /// How long failing without progress counts as stuck.
+    pub stuck_after: Duration,
 }
 
 /// A built application, bound to its port but not yet serving.
@@ -62,20 +68,37 @@ impl Application {
             },
         );
         let metrics = PipelineMetrics::new(prometheus::Registry::new())?;
+        let board = ProgressBoard::default();
         let read_side = match &settings.kafka_brokers {
             Some(brokers) => {
-                let pipeline =
-                    Pipeline::start(store.pool().clone(), brokers, settings, metrics.clone())
-                        .await?;
+                let catalog = Arc::new(
+                    crate::pipeline::catalog()
+                        .map_err(|e| crate::pipeline::PipelineError::from(e.to_string()))?,
+                );
+                let mut pipeline = Pipeline::start(
+                    store.pool().clone(),
+                    brokers,
+                    settings,
+                    metrics.clone(),
+                    catalog,
+                    board.clone(),
+                )
+                .await?;
+                let dead_letters = pipeline.consume(SamplesProjection)?;
                 tracing::info!(%brokers, registry = %settings.schema_registry_url, "events flow through Kafka");
-                ReadSide::Kafka(Arc::new(pipeline))
+                ReadSide::Kafka {
+                    pipeline: Arc::new(pipeline),
+                    dead_letters: Arc::new(dead_letters),
+                }
             }
             None => {
                 tracing::warn!(
                     "KAFKA_BROKERS is not set: projections follow the event log in-process and nothing is published"
                 );
                 ReadSide::InProcess(Arc::new(
-                    ProjectionRunner::new(store.clone(), SamplesProjection).spawn(),
+                    ProjectionRunner::new(store.clone(), SamplesProjection)
+                        .progress(board.register(SamplesProjection::NAME))
+                        .spawn(),
                 ))
             }
         };
@@ -85,7 +108,12 @@ impl Application {
             Duration::from_millis(settings.read_your_writes_ms),
             CommandMetrics::new(&metrics.registry)?,
         );
-        let router = routes::router(AppState { samples, metrics });
+        let router = routes::router(AppState {
+            samples,
+            metrics,
+            board,
+            stuck_after: Duration::from_secs(settings.stuck_after_s.max(1)),
+        });
         let listener = TcpListener::bind(settings.listen).await?;
         let port = listener.local_addr()?.port();
         Ok(Self {

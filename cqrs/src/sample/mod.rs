@@ -9,20 +9,26 @@ pub use values::{
     Barcode, Note, ParseError, PatientRef, SampleId, SampleType, TemperatureZone, VolumeUl,
 };
 
-use crate::{Aggregate, DomainEvent};
+use crate::{Aggregate, DomainEvent, PayloadError, untag};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::fmt;
 
-/// Everything known about a tube when it is registered.
+/// Everything known about a tube when it is registered. Serialised names are those of
+/// the `SampleRegistered` Avro record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SampleDetails {
     pub barcode: Barcode,
     pub sample_type: SampleType,
+    #[serde(rename = "volume_ul")]
     pub volume: VolumeUl,
     pub temperature_zone: TemperatureZone,
+    #[serde(rename = "patient_ref", default)]
     pub patient: Option<PatientRef>,
+    #[serde(default)]
     pub collected_at: Option<DateTime<Utc>>,
+    #[serde(default)]
     pub collected_by: Option<Note>,
 }
 
@@ -43,10 +49,17 @@ pub enum SampleCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Payload versions: 1 was serde's tagged form with `details` nested and named `volume`
+/// and `patient`; 2 (now) is the variant's fields alone, flat, named as in the Avro
+/// records. See [`SampleEvent::upcast`].
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::VariantNames,
+)]
 pub enum SampleEvent {
     SampleRegistered {
+        #[serde(rename = "sample_id")]
         id: SampleId,
+        #[serde(flatten)]
         details: SampleDetails,
     },
     SampleReceived {
@@ -61,17 +74,50 @@ pub enum SampleEvent {
 }
 
 impl DomainEvent for SampleEvent {
+    const SCHEMA_VERSION: u32 = 2;
+    const EVENT_TYPES: &'static [&'static str] = <Self as strum::VariantNames>::VARIANTS;
+
     fn event_type(&self) -> &'static str {
-        match self {
-            Self::SampleRegistered { .. } => "SampleRegistered",
-            Self::SampleReceived { .. } => "SampleReceived",
-            Self::SampleValidated { .. } => "SampleValidated",
-            Self::SampleRejected { .. } => "SampleRejected",
-        }
+        self.into()
     }
 
-    fn schema_version(&self) -> u32 {
-        1
+    fn upcast(event_type: &str, from_version: u32, payload: Value) -> Result<Value, PayloadError> {
+        match from_version {
+            2 => Ok(payload),
+            1 => {
+                let mut fields = match untag(event_type, 1, payload)? {
+                    Value::Object(fields) => fields,
+                    other => {
+                        return Err(PayloadError::new(
+                            event_type,
+                            1,
+                            format!("expected an object, got {other}"),
+                        ));
+                    }
+                };
+                if event_type == "SampleRegistered" {
+                    if let Some(id) = fields.remove("id") {
+                        fields.insert("sample_id".into(), id);
+                    }
+                    if let Some(Value::Object(details)) = fields.remove("details") {
+                        for (name, value) in details {
+                            let name = match name.as_str() {
+                                "volume" => "volume_ul".to_owned(),
+                                "patient" => "patient_ref".to_owned(),
+                                _ => name,
+                            };
+                            fields.insert(name, value);
+                        }
+                    }
+                }
+                Ok(Value::Object(fields))
+            }
+            other => Err(PayloadError::new(
+                event_type,
+                other,
+                "unknown payload version of a sample event",
+            )),
+        }
     }
 }
 
@@ -161,7 +207,8 @@ impl Sample {
 
 impl Aggregate for Sample {
     const TYPE: &'static str = "Sample";
-    const SNAPSHOT_VERSION: u32 = 1;
+    /// 2: `SampleDetails` took the Avro field names.
+    const SNAPSHOT_VERSION: u32 = 2;
 
     type Command = SampleCommand;
     type Event = SampleEvent;

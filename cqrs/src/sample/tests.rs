@@ -214,3 +214,61 @@ fn state_round_trips_as_a_snapshot() {
         state
     );
 }
+
+#[test]
+fn every_event_is_stored_as_its_fields_alone_and_reads_back() {
+    use crate::DomainEvent;
+    let events = [
+        registered(),
+        SampleEvent::SampleReceived {
+            notes: Some(note("ok")),
+        },
+        SampleEvent::SampleValidated { notes: None },
+        SampleEvent::SampleRejected {
+            reason: note("haemolysed"),
+        },
+    ];
+    for event in events {
+        let payload = event.to_payload().expect("payload");
+        assert!(
+            payload.get(event.event_type()).is_none(),
+            "no enum tag in {payload}"
+        );
+        let back =
+            SampleEvent::from_payload(event.event_type(), SampleEvent::SCHEMA_VERSION, payload)
+                .expect("reads back");
+        assert_eq!(back, event);
+    }
+    let payload = registered().to_payload().expect("payload");
+    for field in ["sample_id", "barcode", "volume_ul", "patient_ref"] {
+        assert!(payload.get(field).is_some(), "{field} in {payload}");
+    }
+}
+
+#[test]
+fn a_version_1_payload_loads_after_the_fields_were_renamed() {
+    use crate::DomainEvent;
+    // Exactly what version 1 stored: serde's tagged form, details nested, old names.
+    let v1 = serde_json::json!({"SampleRegistered": {
+        "id": id().to_string(),
+        "details": {
+            "barcode": "LAB-TEST-0001", "sample_type": "PLASMA", "volume": "250",
+            "temperature_zone": "MINUS_80", "patient": "MRN-123",
+            "collected_at": null, "collected_by": null
+        }
+    }});
+    let event = SampleEvent::from_payload("SampleRegistered", 1, v1).expect("upcast");
+    assert_eq!(event, registered());
+    let v1 = serde_json::json!({"SampleRejected": {"reason": "haemolysed"}});
+    assert_eq!(
+        SampleEvent::from_payload("SampleRejected", 1, v1).expect("upcast"),
+        SampleEvent::SampleRejected {
+            reason: note("haemolysed")
+        }
+    );
+    let unknown = SampleEvent::from_payload("SampleRejected", 9, serde_json::json!({}));
+    assert!(
+        unknown.is_err(),
+        "an unknown version is an error, not a guess"
+    );
+}

@@ -1,5 +1,7 @@
-//! The shared test infrastructure lives in `kafka::testkit`.
+//! The shared test infrastructure lives in `kafka::testkit`; the test-only aggregate here.
 
-#![allow(unused_imports)]
+#![allow(unused_imports, dead_code)]
+
+pub mod widget;
 
 pub use kafka::testkit::*;

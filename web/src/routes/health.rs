@@ -12,7 +12,10 @@ pub async fn live() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready to serve: PostgreSQL answers and the read-side projection is running.
+/// Ready to serve: PostgreSQL answers, the read side's tasks run, and no consumer or
+/// projection has been failing without progress for longer than `TRACSEQ_STUCK_AFTER_S`
+/// (each stuck one is named with its last error). A stuck relay is reported but does not
+/// make the process unready: commands still work, their events wait in the outbox.
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let database = tokio::time::timeout(
         Duration::from_secs(2),
@@ -20,18 +23,25 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     )
     .await;
     let database_ok = matches!(database, Ok(Ok(1)));
-    let projection_ok = state.samples.read_side().is_running();
-    let status = if database_ok && projection_ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let running = state.samples.read_side().is_running();
+    let stuck = state.board.stuck(state.stuck_after);
+    let projections_ok = running && !stuck.iter().any(|s| s.critical);
+    let ok = database_ok && projections_ok;
     let word = |ok: bool| if ok { "ok" } else { "failing" };
     (
-        status,
+        if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
         Json(json!({
-            "status": word(database_ok && projection_ok),
-            "checks": { "postgresql": word(database_ok), "projections": word(projection_ok) },
+            "status": word(ok),
+            "checks": {
+                "postgresql": word(database_ok),
+                "projections": word(projections_ok),
+            },
+            "consumers": state.board.names(),
+            "stuck": stuck,
         })),
     )
 }

@@ -33,8 +33,7 @@ fn dead_letters(state: &AppState) -> Result<&DeadLetters<SamplesProjection>, App
     state
         .samples
         .read_side()
-        .pipeline()
-        .map(|p| &p.dead_letters)
+        .dead_letters()
         .ok_or_else(|| {
             AppError::NotFound(
                 "dead letters exist only when events flow through Kafka (KAFKA_BROKERS)".into(),
