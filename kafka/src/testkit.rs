@@ -241,3 +241,184 @@ pub fn read_topic(
     }
     Ok(out)
 }
+
+/// The schema registry on a fixed address that a test can stop and start again, to
+/// simulate an outage (stopping closes its connections, so clients really lose it).
+pub struct StoppableRegistry {
+    pool: sqlx::PgPool,
+    address: std::net::SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl StoppableRegistry {
+    pub async fn start(pool: sqlx::PgPool) -> Result<Self, BoxError> {
+        let server =
+            RegistryServer::bind(RegistryStore::new(pool.clone()), ([127, 0, 0, 1], 0).into())
+                .await?;
+        let address = server.local_addr()?;
+        let mut registry = Self {
+            pool,
+            address,
+            shutdown: None,
+            task: None,
+        };
+        registry.serve(server);
+        Ok(registry)
+    }
+
+    fn serve(&mut self, server: RegistryServer) {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        self.shutdown = Some(tx);
+        self.task = Some(tokio::spawn(server.serve(async move {
+            let _ = rx.await;
+        })));
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Stops answering: the listener closes and so do idle connections.
+    pub async fn stop(&mut self) -> Result<(), BoxError> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task).await???;
+        }
+        Ok(())
+    }
+
+    /// Serves again on the same address.
+    pub async fn restart(&mut self) -> Result<(), BoxError> {
+        let server = RegistryServer::bind(RegistryStore::new(self.pool.clone()), self.address)
+            .await?;
+        self.serve(server);
+        Ok(())
+    }
+}
+
+/// A PostgreSQL server of the test's own (initdb in a temporary folder, its own port),
+/// so that a test can really stop and start it without disturbing tests running beside
+/// it. Run as root, the server runs as the `postgres` user, as PostgreSQL requires.
+pub struct PrivatePostgres {
+    dir: std::path::PathBuf,
+    pub port: u16,
+    bin: std::path::PathBuf,
+    as_postgres: bool,
+}
+
+impl PrivatePostgres {
+    pub fn start() -> Result<Self, BoxError> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")?
+            .filter_map(Result::ok)
+            .map(|e| e.path().join("bin"))
+            .filter(|p| p.join("initdb").exists())
+            .max()
+            .ok_or("no PostgreSQL server binaries under /usr/lib/postgresql")?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let dir = std::env::temp_dir().join(format!("tracseq-pg-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir)?;
+        let as_postgres = Command::new("id").arg("-u").output()?.stdout == b"0\n";
+        let pg = Self {
+            dir,
+            port,
+            bin,
+            as_postgres,
+        };
+        if as_postgres {
+            let status = Command::new("chown")
+                .args(["postgres:postgres", &pg.dir.display().to_string()])
+                .status()?;
+            if !status.success() {
+                return Err("cannot hand the data folder to the postgres user".into());
+            }
+        }
+        pg.run(
+            "initdb",
+            &[
+                "-D",
+                &pg.data(),
+                "--auth=trust",
+                "--username=postgres",
+                "--no-sync",
+            ],
+        )?;
+        pg.start_again()?;
+        Ok(pg)
+    }
+
+    fn data(&self) -> String {
+        self.dir.join("data").display().to_string()
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> Result<(), BoxError> {
+        let program = self.bin.join(program).display().to_string();
+        let output = if self.as_postgres {
+            Command::new("runuser")
+                .args(["-u", "postgres", "--", &program])
+                .args(args)
+                .output()?
+        } else {
+            Command::new(&program).args(args).output()?
+        };
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{program} failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+            .into())
+        }
+    }
+
+    /// The server's URL for `database`.
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Stops the server (fast shutdown: running transactions are rolled back and
+    /// connections cut, as in a crash or a restart for maintenance).
+    pub fn stop(&self) -> Result<(), BoxError> {
+        self.run("pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "stop"])
+    }
+
+    pub fn start_again(&self) -> Result<(), BoxError> {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("server.log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data(), "-o", &options, "-l", &log, "-w", "start"],
+        )
+    }
+
+    /// A fresh, migrated database on this server and a pool that recovers after restarts.
+    pub async fn database(&self, max_connections: u32) -> Result<sqlx::PgPool, BoxError> {
+        use sqlx::Connection;
+        let mut admin = sqlx::PgConnection::connect(&self.url("postgres")).await?;
+        sqlx::query("CREATE DATABASE tracseq").execute(&mut admin).await?;
+        admin.close().await?;
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_millis(500))
+            .connect(&self.url("tracseq"))
+            .await?;
+        event_sourcing::MIGRATOR.run(&pool).await?;
+        Ok(pool)
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = self.run("pg_ctl", &["-D", &self.data(), "-m", "immediate", "stop"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

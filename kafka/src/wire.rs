@@ -32,10 +32,12 @@ pub enum WireError {
 }
 
 impl WireError {
-    /// Registry trouble that may pass (unreachable, 502/503); a message or event that
-    /// cannot be mapped will not.
+    /// Registry trouble that may pass (unreachable, or any 5xx: the registry's own
+    /// failure, never the message's); a message or event that cannot be mapped, or a
+    /// schema id the registry does not know, will not.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Registry(e) if e.retriable)
+        matches!(self, Self::Registry(e)
+            if e.retriable || e.error.contains("failed with status 5"))
     }
 }
 
@@ -92,6 +94,15 @@ impl WireCodec {
         Ok(ids)
     }
 
+    /// The converter caches failed look-ups; one that may pass must be asked again.
+    fn forget_if_transient(&self, error: WireError) -> WireError {
+        if error.is_transient() {
+            self.encoder.remove_errors_from_cache();
+            self.decoder.remove_errors_from_cache();
+        }
+        error
+    }
+
     /// A stored event as `(topic, Kafka message value)`.
     pub async fn encode(&self, event: &StoredEvent<Json>) -> Result<(String, Vec<u8>), WireError> {
         let schema = self.catalog.get(&event.event_type)?;
@@ -107,7 +118,11 @@ impl WireCodec {
             schema.topic.clone(),
             supplied(&schema.event_type, &schema.text),
         );
-        let bytes = self.encoder.encode_value(record, &strategy).await?;
+        let bytes = self
+            .encoder
+            .encode_value(record, &strategy)
+            .await
+            .map_err(|e| self.forget_if_transient(e.into()))?;
         Ok((schema.topic.clone(), bytes))
     }
 
@@ -123,7 +138,8 @@ impl WireCodec {
         let decoded = self
             .decoder
             .decode_with_schema(Some(bytes))
-            .await?
+            .await
+            .map_err(|e| self.forget_if_transient(e.into()))?
             .ok_or_else(|| WireError::NotWireFormat("empty message".into()))?;
         let name = decoded.name.map(|n| n.name().to_owned()).ok_or_else(|| {
             WireError::NotWireFormat("the writer schema is not a named record".into())

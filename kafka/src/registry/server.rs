@@ -33,7 +33,7 @@ fn reply(status: StatusCode, body: Value) -> Response {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.0.code();
-        if code == 50001 {
+        if code == 50001 || code == 50002 {
             tracing::error!(error = %self.0, "schema registry backend failure");
         }
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

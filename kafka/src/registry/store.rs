@@ -45,6 +45,8 @@ impl RegistryError {
             Self::InvalidSchema(_) => (422, 42201),
             Self::InvalidVersion(_) => (422, 42202),
             Self::InvalidCompatibility(_) => (422, 42203),
+            // An unreachable database passes: 503 tells clients to try again.
+            Self::Backend(e) if event_sourcing::is_transient_database_error(e) => (503, 50002),
             Self::Backend(_) => (500, 50001),
         }
     }
