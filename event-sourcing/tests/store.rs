@@ -381,7 +381,7 @@ async fn loading_uses_the_latest_snapshot_plus_later_events() -> TestResult {
 
     // Make the snapshot's copy of the state recognisably different: if load used only
     // events the patient would be None, so seeing it proves the snapshot was read.
-    sqlx::query("UPDATE snapshots SET state = jsonb_set(state, '{registered,details,patient}', '\"FROM-SNAPSHOT\"') WHERE aggregate_id = $1")
+    sqlx::query("UPDATE snapshots SET state = jsonb_set(state, '{registered,details,patient_ref}', '\"FROM-SNAPSHOT\"') WHERE aggregate_id = $1")
         .bind(id)
         .execute(store.pool())
         .await?;

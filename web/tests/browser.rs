@@ -71,8 +71,11 @@ impl Browser {
         let binary = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
         let profile =
             std::env::temp_dir().join(format!("tracseq-chromium-{}", uuid::Uuid::new_v4()));
+        // Elements are looked up with an implicit wait: after a click that submits a
+        // form, the next page may still be loading on a busy machine.
         let body = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
+            "timeouts": {"implicit": 5000},
             "goog:chromeOptions": {
                 "binary": binary,
                 "args": ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",

@@ -73,6 +73,7 @@ impl Platform {
             .env("DATABASE_URL", &self.database_url)
             .env("KAFKA_BROKERS", &self.broker.address)
             .env("SCHEMA_REGISTRY_URL", &self.registry_url)
+            .env("TRACSEQ_PUBLISH_TIMEOUT_MS", "1000")
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -153,6 +154,28 @@ impl Platform {
             .fetch_one(&self.pool)
             .await?;
         assert_eq!(rows as usize, ids.len());
+        // Applied exactly once: the consumer's count of first applications equals the
+        // events (a redelivery counts as a duplicate; applying it again would show here).
+        let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&self.pool)
+            .await?;
+        let metrics = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let applied_line =
+            format!("cqrs_consumer_events_total{{consumer=\"samples\",outcome=\"applied\"}} {events}");
+        assert!(
+            metrics.lines().any(|l| l == applied_line),
+            "{applied_line}\n{metrics}"
+        );
+        let dead: i64 = sqlx::query_scalar("SELECT count(*) FROM dead_letters")
+            .fetch_one(&self.pool)
+            .await?;
+        assert_eq!(dead, 0, "no dead letter for a transient failure");
         Ok(())
     }
 
@@ -399,32 +422,32 @@ async fn poison_messages_are_dead_lettered_and_reprocessed_once_fixed() -> TestR
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_relay_process_killed_mid_stream_loses_nothing_and_applies_nothing_twice() -> TestResult {
+    // The broker is frozen for a few seconds below: the consumer's group session must
+    // outlast that (see the outage test).
     let p = Platform::start_with(&[
         ("TRACSEQ_RELAY", "off"),
         ("TRACSEQ_READ_YOUR_WRITES_MS", "300"),
+        ("TRACSEQ_CONSUMER_SESSION_TIMEOUT_MS", "20000"),
     ])
     .await?;
     let mut relay = p.spawn_relay()?;
     p.lab_work("BEFORE", 5).await?;
 
-    // The relay process dies mid-stream (SIGKILL: no clean-up) and is started again.
-    let work = {
-        let (base, http) = (p.base.clone(), p.http.clone());
-        tokio::spawn(async move {
-            for i in 0..40 {
-                let body = json!({"barcode": format!("KILL-{i:04}"), "sample_type": "rna", "volume_ul": 20, "temperature_zone": "-80"});
-                http.post(format!("{base}/api/samples"))
-                    .json(&body)
-                    .send()
-                    .await?;
-            }
-            Ok::<_, reqwest::Error>(())
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The relay process claims a batch that Kafka does not acknowledge (the broker is
+    // frozen) and dies with it (SIGKILL: no clean-up).
+    p.broker.freeze()?;
+    p.lab_work("KILL", 5).await?;
+    let claimed = "SELECT count(*) FROM outbox WHERE published_at IS NULL AND leased_until > clock_timestamp()";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sqlx::query_scalar::<_, i64>(claimed).fetch_one(&p.pool).await? == 0 {
+        assert!(Instant::now() < deadline, "the relay never claimed a batch");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     relay.kill()?;
     relay.wait()?;
-    work.await??;
+    let held: i64 = sqlx::query_scalar(claimed).fetch_one(&p.pool).await?;
+    assert!(held > 0, "the dead relay's claim is still held");
+    p.broker.thaw()?;
     let mut relay = p.spawn_relay()?;
 
     p.lab_work("AFTER", 5).await?;
