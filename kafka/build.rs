@@ -27,10 +27,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     entries.sort();
-    let mut out = String::from("/// `(aggregate type, schema text)` of every event schema in `kafka/schemas/`.\n");
+    let mut out = String::from(
+        "/// `(aggregate type, schema text)` of every event schema in `kafka/schemas/`.\n",
+    );
     out.push_str("pub const SCHEMA_FILES: &[(&str, &str)] = &[\n");
     for (aggregate, file) in &entries {
-        writeln!(out, "    ({aggregate:?}, include_str!({:?})),", file.display().to_string())?;
+        writeln!(
+            out,
+            "    ({aggregate:?}, include_str!({:?})),",
+            file.display().to_string()
+        )?;
     }
     out.push_str("];\n");
     let dest = Path::new(&std::env::var("OUT_DIR")?).join("schema_files.rs");

@@ -149,14 +149,24 @@ mod tests {
         let p = Progress::new("samples");
         let t0 = Instant::now();
         let after = Duration::from_secs(30);
-        assert_eq!(p.stuck_at(after, t0 + Duration::from_secs(3600)), None, "idle is not stuck");
+        assert_eq!(
+            p.stuck_at(after, t0 + Duration::from_secs(3600)),
+            None,
+            "idle is not stuck"
+        );
         p.failed_at("database down", t0);
         p.failed_at("still down", t0 + Duration::from_secs(10));
         assert_eq!(p.stuck_at(after, t0 + Duration::from_secs(29)), None);
-        let stuck = p.stuck_at(after, t0 + Duration::from_secs(30)).expect("stuck");
+        let stuck = p
+            .stuck_at(after, t0 + Duration::from_secs(30))
+            .expect("stuck");
         assert_eq!(stuck.last_error, "still down");
         assert_eq!(stuck.failed_attempts, 2);
         p.advanced();
-        assert_eq!(p.stuck_at(after, t0 + Duration::from_secs(60)), None, "progress clears it");
+        assert_eq!(
+            p.stuck_at(after, t0 + Duration::from_secs(60)),
+            None,
+            "progress clears it"
+        );
     }
 }

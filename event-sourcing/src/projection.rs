@@ -210,9 +210,8 @@ impl<P: Projection> ProjectionRunner<P> {
                 if event.aggregate_type != <P::Aggregate as Aggregate>::TYPE {
                     continue;
                 }
-                let envelope = Envelope::from(
-                    event.decode::<<P::Aggregate as Aggregate>::Event>()?,
-                );
+                let envelope =
+                    Envelope::from(event.decode::<<P::Aggregate as Aggregate>::Event>()?);
                 self.projection.apply(&mut tx, &envelope).await?;
             }
             sqlx::query(

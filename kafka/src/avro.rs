@@ -167,9 +167,7 @@ impl EventCatalog {
                 }
             }
             if self.by_type.contains_key(&event_type) {
-                return Err(AvroError::Catalog(format!(
-                    "{event_type} has two schemas"
-                )));
+                return Err(AvroError::Catalog(format!("{event_type} has two schemas")));
             }
             let names = named_types(&schema, &event_type)?;
             self.by_type.insert(
@@ -236,28 +234,54 @@ impl EventSchema {
     /// The Avro record of a stored event: its envelope and its payload, lifted to the
     /// current payload version first.
     pub fn to_record(&self, event: &StoredEvent<Json>) -> Result<Value, AvroError> {
-        let payload = (self.upcast)(&event.event_type, event.schema_version, event.payload.clone())?;
+        let payload = (self.upcast)(
+            &event.event_type,
+            event.schema_version,
+            event.payload.clone(),
+        )?;
         let mut fields = match payload {
             Json::Object(fields) => fields,
             Json::Null => Map::new(),
-            other => return Err(mapping(&self.event_type, format!("payload is not an object: {other}"))),
+            other => {
+                return Err(mapping(
+                    &self.event_type,
+                    format!("payload is not an object: {other}"),
+                ));
+            }
         };
         let envelope = [
-            (self.key_field.as_str(), Json::String(event.aggregate_id.to_string())),
+            (
+                self.key_field.as_str(),
+                Json::String(event.aggregate_id.to_string()),
+            ),
             ("event_id", Json::String(event.event_id.to_string())),
-            ("aggregate_version", Json::Number(Number::from(event.version))),
+            (
+                "aggregate_version",
+                Json::Number(Number::from(event.version)),
+            ),
             ("recorded_at", Json::String(rfc3339(event.recorded_at))),
             ("user", Json::String(event.metadata.user.clone())),
-            ("command_id", Json::String(event.metadata.command_id.to_string())),
-            ("correlation_id", Json::String(event.metadata.correlation_id.to_string())),
-            ("causation_id", Json::String(event.metadata.causation_id.to_string())),
+            (
+                "command_id",
+                Json::String(event.metadata.command_id.to_string()),
+            ),
+            (
+                "correlation_id",
+                Json::String(event.metadata.correlation_id.to_string()),
+            ),
+            (
+                "causation_id",
+                Json::String(event.metadata.causation_id.to_string()),
+            ),
         ];
         for (name, value) in envelope {
             match fields.get(name) {
                 Some(existing) if *existing != value => {
                     return Err(mapping(
                         &self.event_type,
-                        format!("payload field {name} = {existing} disagrees with the envelope's {value}"),
+                        format!(
+                            "payload field {name} = {existing} disagrees with the envelope's {value}"
+                        ),
                     ));
                 }
                 _ => {
@@ -271,7 +295,10 @@ impl EventSchema {
         if let Some(unknown) = fields.keys().find(|k| !record.lookup.contains_key(*k)) {
             return Err(mapping(
                 &self.event_type,
-                format!("field {unknown} is not in the Avro schema; add it to {}.avsc (with a default)", self.event_type),
+                format!(
+                    "field {unknown} is not in the Avro schema; add it to {}.avsc (with a default)",
+                    self.event_type
+                ),
             ));
         }
         to_avro(&Json::Object(fields), &self.schema, &self.names)
@@ -348,7 +375,11 @@ fn kind(json: &Json) -> &'static str {
 }
 
 /// JSON (as serde writes it) to an Avro value of `schema`.
-pub fn to_avro(json: &Json, schema: &Schema, names: &HashMap<Name, Schema>) -> Result<Value, String> {
+pub fn to_avro(
+    json: &Json,
+    schema: &Schema,
+    names: &HashMap<Name, Schema>,
+) -> Result<Value, String> {
     let schema = resolve(schema, names)?;
     let wrong = || format!("expected {schema} but got {}", kind(json));
     Ok(match (schema, json) {
@@ -384,10 +415,15 @@ pub fn to_avro(json: &Json, schema: &Schema, names: &HashMap<Name, Schema>) -> R
                 Json::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            Value::Decimal(apache_avro::Decimal::from(decimal_bytes(&text, d.precision, d.scale)?))
+            Value::Decimal(apache_avro::Decimal::from(decimal_bytes(
+                &text,
+                d.precision,
+                d.scale,
+            )?))
         }
         (Schema::Date, Json::String(s)) => {
-            let date = NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| format!("'{s}': {e}"))?;
+            let date =
+                NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| format!("'{s}': {e}"))?;
             let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).ok_or("no epoch")?;
             Value::Date(i32::try_from((date - epoch).num_days()).map_err(|e| e.to_string())?)
         }
@@ -420,11 +456,19 @@ pub fn to_avro(json: &Json, schema: &Schema, names: &HashMap<Name, Schema>) -> R
             let mut problems = Vec::new();
             for (index, branch) in u.variants().iter().enumerate() {
                 match to_avro(json, branch, names) {
-                    Ok(v) => return Ok(Value::Union(u32::try_from(index).map_err(|e| e.to_string())?, Box::new(v))),
+                    Ok(v) => {
+                        return Ok(Value::Union(
+                            u32::try_from(index).map_err(|e| e.to_string())?,
+                            Box::new(v),
+                        ));
+                    }
                     Err(p) => problems.push(p),
                 }
             }
-            return Err(format!("no branch of the union fits: {}", problems.join("; ")));
+            return Err(format!(
+                "no branch of the union fits: {}",
+                problems.join("; ")
+            ));
         }
         (Schema::Record(r), Json::Object(fields)) => {
             let mut out = Vec::with_capacity(r.fields.len());
@@ -454,7 +498,10 @@ fn decimal_bytes(text: &str, precision: usize, scale: usize) -> Result<Vec<u8>, 
     let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
     let fraction = fraction.trim_end_matches('0');
     if whole.is_empty() && fraction.is_empty()
-        || !whole.chars().chain(fraction.chars()).all(|c| c.is_ascii_digit())
+        || !whole
+            .chars()
+            .chain(fraction.chars())
+            .all(|c| c.is_ascii_digit())
     {
         return Err(format!("'{text}' is not a decimal number"));
     }
@@ -469,7 +516,9 @@ fn decimal_bytes(text: &str, precision: usize, scale: usize) -> Result<Vec<u8>, 
     let mut unscaled: i128 = if significant.is_empty() {
         0
     } else {
-        significant.parse().map_err(|_| format!("'{text}' is out of range"))?
+        significant
+            .parse()
+            .map_err(|_| format!("'{text}' is out of range"))?
     };
     if negative {
         unscaled = -unscaled;
@@ -518,7 +567,11 @@ fn micros_text(us: i64) -> Result<Json, String> {
 }
 
 /// An Avro value of `schema` (the writer's) as the JSON serde reads.
-pub fn from_avro(value: Value, schema: &Schema, names: &HashMap<Name, Schema>) -> Result<Json, String> {
+pub fn from_avro(
+    value: Value,
+    schema: &Schema,
+    names: &HashMap<Name, Schema>,
+) -> Result<Json, String> {
     let schema = resolve(schema, names)?;
     Ok(match (value, schema) {
         (Value::Null, _) => Json::Null,
@@ -599,7 +652,10 @@ mod tests {
             assert_eq!(decimal_text(&bytes, scale).expect("decodes"), expected);
         }
         assert!(decimal_bytes("1.0001", 10, 3).is_err(), "too many decimals");
-        assert!(decimal_bytes("12345678901", 10, 0).is_err(), "too many digits");
+        assert!(
+            decimal_bytes("12345678901", 10, 0).is_err(),
+            "too many digits"
+        );
         assert!(decimal_bytes("1e3", 10, 0).is_err());
         assert_eq!(decimal_bytes("128", 10, 0).expect("ok"), vec![0x00, 0x80]);
         assert_eq!(decimal_bytes("-1", 10, 0).expect("ok"), vec![0xff]);

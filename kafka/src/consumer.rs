@@ -219,7 +219,7 @@ impl<P: Projection> Applier<P> {
                             "transient failure; retrying the same message until it works");
                     }
                     let stopped = tokio::time::timeout(delay, stop.wait_for(|s| *s)).await;
-                    if matches!(stopped, Ok(_)) {
+                    if stopped.is_ok() {
                         return Err(failure());
                     }
                 }
@@ -521,9 +521,13 @@ impl<P: Projection> ProjectionConsumer<P> {
                 Ok(_) => break,
                 Err(error) => {
                     tracing::warn!(%error, attempt, "dead letter could not be stored yet; retrying");
-                    self.applier.stalled(&format!("storing a dead letter: {error}"));
+                    self.applier
+                        .stalled(&format!("storing a dead letter: {error}"));
                     let delay = self.applier.retry.delay(attempt, jitter_seed());
-                    if tokio::time::timeout(delay, stop.wait_for(|s| *s)).await.is_ok() {
+                    if tokio::time::timeout(delay, stop.wait_for(|s| *s))
+                        .await
+                        .is_ok()
+                    {
                         return false;
                     }
                 }

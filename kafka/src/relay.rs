@@ -565,4 +565,3 @@ pub async fn retry_parked(pool: &PgPool, position: Option<i64>) -> Result<u64, s
     .await?
     .rows_affected())
 }
-

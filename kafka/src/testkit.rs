@@ -292,8 +292,8 @@ impl StoppableRegistry {
 
     /// Serves again on the same address.
     pub async fn restart(&mut self) -> Result<(), BoxError> {
-        let server = RegistryServer::bind(RegistryStore::new(self.pool.clone()), self.address)
-            .await?;
+        let server =
+            RegistryServer::bind(RegistryStore::new(self.pool.clone()), self.address).await?;
         self.serve(server);
         Ok(())
     }
@@ -396,7 +396,16 @@ impl PrivatePostgres {
         let log = self.dir.join("server.log").display().to_string();
         self.run(
             "pg_ctl",
-            &["-D", &self.data(), "-o", &options, "-l", &log, "-w", "start"],
+            &[
+                "-D",
+                &self.data(),
+                "-o",
+                &options,
+                "-l",
+                &log,
+                "-w",
+                "start",
+            ],
         )
     }
 
@@ -404,7 +413,9 @@ impl PrivatePostgres {
     pub async fn database(&self, max_connections: u32) -> Result<sqlx::PgPool, BoxError> {
         use sqlx::Connection;
         let mut admin = sqlx::PgConnection::connect(&self.url("postgres")).await?;
-        sqlx::query("CREATE DATABASE tracseq").execute(&mut admin).await?;
+        sqlx::query("CREATE DATABASE tracseq")
+            .execute(&mut admin)
+            .await?;
         admin.close().await?;
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(max_connections)

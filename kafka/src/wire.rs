@@ -146,8 +146,8 @@ impl WireCodec {
         })?;
         let writer = &decoded.schema.parsed;
         let names = avro::names_of(writer).map_err(WireError::NotWireFormat)?;
-        let json = avro::from_avro(decoded.value, writer, &names)
-            .map_err(|p| AvroError::Mapping {
+        let json =
+            avro::from_avro(decoded.value, writer, &names).map_err(|p| AvroError::Mapping {
                 event_type: name.clone(),
                 problem: p,
             })?;
@@ -161,6 +161,10 @@ impl WireCodec {
         bytes: &[u8],
     ) -> Result<Envelope<E>, WireError> {
         let (event_type, json) = self.decode_json(bytes).await?;
-        Ok(avro::envelope_from_record(aggregate_type, &event_type, json)?)
+        Ok(avro::envelope_from_record(
+            aggregate_type,
+            &event_type,
+            json,
+        )?)
     }
 }

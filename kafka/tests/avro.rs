@@ -4,17 +4,17 @@
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::writer::datum::GenericDatumWriter;
 use chrono::{TimeZone, Utc};
+use cqrs::DomainEvent;
+use cqrs::sample::Sample;
 use cqrs::sample::{
     Barcode, Note, PatientRef, SampleDetails, SampleEvent, SampleId, SampleType, TemperatureZone,
     VolumeUl,
 };
-use cqrs::DomainEvent;
-use cqrs::sample::Sample;
 use event_sourcing::{Envelope, EventMetadata, StoredEvent};
 use kafka::avro::{EventCatalog, envelope_from_record, from_avro, names_of};
-use std::sync::Arc;
 use kafka::registry::{RegistryServer, RegistryStore};
 use kafka::wire::{WireCodec, subject};
+use std::sync::Arc;
 use uuid::Uuid;
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
@@ -128,7 +128,10 @@ fn check_envelope(decoded: &Envelope<SampleEvent>, event: &StoredEvent<SampleEve
     assert_eq!(decoded.recorded_at, event.recorded_at);
     assert_eq!(decoded.metadata.user, event.metadata.user);
     assert_eq!(decoded.metadata.command_id, event.metadata.command_id);
-    assert_eq!(decoded.metadata.correlation_id, event.metadata.correlation_id);
+    assert_eq!(
+        decoded.metadata.correlation_id,
+        event.metadata.correlation_id
+    );
     assert_eq!(decoded.metadata.causation_id, event.metadata.causation_id);
     assert_eq!(decoded.payload, event.payload);
 }
@@ -194,9 +197,8 @@ fn a_payload_field_the_schema_lacks_is_an_error_not_dropped() -> TestResult {
 
 #[test]
 fn every_event_type_needs_a_schema() {
-    let only_some = EventCatalog::new().with_schemas::<Sample>(&[include_str!(
-        "../schemas/Sample/SampleRegistered.avsc"
-    )]);
+    let only_some = EventCatalog::new()
+        .with_schemas::<Sample>(&[include_str!("../schemas/Sample/SampleRegistered.avsc")]);
     let error = only_some.expect_err("schemas are missing");
     assert!(error.to_string().contains("SampleReceived"), "{error}");
 }

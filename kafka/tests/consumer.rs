@@ -47,7 +47,9 @@ async fn widget_work(store: &EventStore, count: usize) -> usize {
         let made = store
             .execute::<Widget>(
                 id,
-                WidgetCommand::Make { name: format!("w-{id}") },
+                WidgetCommand::Make {
+                    name: format!("w-{id}"),
+                },
                 &ctx,
                 ExpectedVersion::Exactly(0),
             )
@@ -144,10 +146,11 @@ async fn drained(store: &EventStore, within: Duration) -> TestResult {
 /// (the consumer's count of first applications equals the events, though redeliveries
 /// happen); no dead letter.
 async fn assert_read_side_is_a_replay(store: &EventStore, metrics: &PipelineMetrics) -> TestResult {
-    let ids: Vec<Uuid> =
-        sqlx::query_scalar("SELECT DISTINCT aggregate_id FROM events WHERE aggregate_type = 'Widget'")
-            .fetch_all(store.pool())
-            .await?;
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT DISTINCT aggregate_id FROM events WHERE aggregate_type = 'Widget'",
+    )
+    .fetch_all(store.pool())
+    .await?;
     assert!(!ids.is_empty());
     for id in &ids {
         let history = store.read_stream::<WidgetEvent>(*id).await?;
@@ -176,7 +179,11 @@ async fn assert_read_side_is_a_replay(store: &EventStore, metrics: &PipelineMetr
         .consumer_events
         .with_label_values(&["widgets", "applied"])
         .get();
-    assert_eq!(applied, u64::try_from(events)?, "every event applied exactly once");
+    assert_eq!(
+        applied,
+        u64::try_from(events)?,
+        "every event applied exactly once"
+    );
     let dead: i64 = sqlx::query_scalar("SELECT count(*) FROM dead_letters")
         .fetch_one(store.pool())
         .await?;
@@ -219,7 +226,13 @@ async fn the_registry_stopped_for_10_s_stalls_the_consumer_and_loses_nothing() -
     let (stop_tx, stop) = watch::channel(false);
     // Events reach Kafka while the registry is up...
     let relay_codec = codec(&registry.url(), catalog()?).await?;
-    let relay = spawn_relay(&store, &relay_codec, &broker.address, &metrics, stop.clone())?;
+    let relay = spawn_relay(
+        &store,
+        &relay_codec,
+        &broker.address,
+        &metrics,
+        stop.clone(),
+    )?;
     widget_work(&store, 10).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while counts(&store).await?.2 > 0 {
@@ -234,7 +247,10 @@ async fn the_registry_stopped_for_10_s_stalls_the_consumer_and_loses_nothing() -
     let consumer = spawn_consumer(&store, consumer_codec, &broker.address, &metrics, stop)?;
     let stalled = metrics.consumer_stalled.with_label_values(&["widgets"]);
     while stalled.get() != 1 {
-        assert!(stopped_at.elapsed() < Duration::from_secs(10), "the consumer never stalled");
+        assert!(
+            stopped_at.elapsed() < Duration::from_secs(10),
+            "the consumer never stalled"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     while stopped_at.elapsed() < Duration::from_secs(10) {
@@ -315,7 +331,11 @@ async fn postgresql_restarted_mid_stream_loses_nothing_and_applies_everything_on
     while stalled.get() != 1 && down_at.elapsed() < Duration::from_secs(5) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(stalled.get(), 1, "the consumer waits for the database, visibly");
+    assert_eq!(
+        stalled.get(),
+        1,
+        "the consumer waits for the database, visibly"
+    );
     // Down for 8 s: longer than any bounded retry budget would wait.
     tokio::time::sleep(Duration::from_secs(8).saturating_sub(down_at.elapsed())).await;
     tokio::task::block_in_place(|| postgres.start_again())?;

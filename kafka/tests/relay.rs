@@ -108,7 +108,11 @@ async fn verify_topic_of(
                 .iter()
                 .any(|(k, v)| k == "event_id" && v == &event_id.to_string())
         );
-        assert!(headers.iter().any(|(k, v)| k == "event_type" && v == &event_type));
+        assert!(
+            headers
+                .iter()
+                .any(|(k, v)| k == "event_type" && v == &event_type)
+        );
         assert!(
             headers.iter().any(|(k, _)| k == "traceparent"),
             "trace context travels in headers"
@@ -200,7 +204,10 @@ async fn no_transaction_stays_open_while_the_relay_waits_for_kafka() -> TestResu
     )
     .fetch_one(store.pool())
     .await?;
-    assert_eq!(open, 0, "a transaction holds an xid while the relay waits for Kafka");
+    assert_eq!(
+        open, 0,
+        "a transaction holds an xid while the relay waits for Kafka"
+    );
     broker.thaw()?;
     let _ = round.await?;
     Ok(())
@@ -318,17 +325,25 @@ async fn two_relays_share_the_work_and_both_publish() -> TestResult {
         r.await?;
     }
     let published = |m: &PipelineMetrics| {
-        ["SampleRegistered", "SampleReceived", "SampleValidated", "SampleRejected"]
-            .iter()
-            .map(|t| {
-                m.events_published
-                    .with_label_values(&[SAMPLE_EVENTS, t])
-                    .get()
-            })
-            .sum::<u64>()
+        [
+            "SampleRegistered",
+            "SampleReceived",
+            "SampleValidated",
+            "SampleRejected",
+        ]
+        .iter()
+        .map(|t| {
+            m.events_published
+                .with_label_values(&[SAMPLE_EVENTS, t])
+                .get()
+        })
+        .sum::<u64>()
     };
     let (by_a, by_b) = (published(&a_metrics), published(&b_metrics));
-    assert!(by_a > 0 && by_b > 0, "both relays published: {by_a} and {by_b}");
+    assert!(
+        by_a > 0 && by_b > 0,
+        "both relays published: {by_a} and {by_b}"
+    );
     assert!(by_a + by_b >= 270, "every event published: {by_a} + {by_b}");
     verify_topic(&store, &codec, &broker.address).await
 }
@@ -360,7 +375,12 @@ async fn poison_rows_are_parked_and_everything_else_keeps_flowing_in_order() -> 
         )
         .await?;
     store
-        .execute::<Sample>(bad_sample, SampleCommand::Receive { notes: None }, &ctx(), ExpectedVersion::Any)
+        .execute::<Sample>(
+            bad_sample,
+            SampleCommand::Receive { notes: None },
+            &ctx(),
+            ExpectedVersion::Any,
+        )
         .await?;
     sqlx::query(
         "UPDATE events SET payload = jsonb_set(payload, '{volume_ul}', '\"a lot\"') \
@@ -371,10 +391,22 @@ async fn poison_rows_are_parked_and_everything_else_keeps_flowing_in_order() -> 
     .await?;
     let widget_id = Uuid::now_v7();
     store
-        .execute::<Widget>(widget_id, WidgetCommand::Make { name: "w".into() }, &ctx(), ExpectedVersion::Exactly(0))
+        .execute::<Widget>(
+            widget_id,
+            WidgetCommand::Make { name: "w".into() },
+            &ctx(),
+            ExpectedVersion::Exactly(0),
+        )
         .await?;
     store
-        .execute::<Widget>(widget_id, WidgetCommand::Paint { colour: "red".into() }, &ctx(), ExpectedVersion::Any)
+        .execute::<Widget>(
+            widget_id,
+            WidgetCommand::Paint {
+                colour: "red".into(),
+            },
+            &ctx(),
+            ExpectedVersion::Any,
+        )
         .await?;
     lab_day(&store, 5, "AFTER").await?;
 
@@ -386,8 +418,16 @@ async fn poison_rows_are_parked_and_everything_else_keeps_flowing_in_order() -> 
     let set_aside = parked(store.pool(), 100).await?;
     let types: Vec<&str> = set_aside.iter().map(|p| p.event_type.as_str()).collect();
     assert_eq!(types, ["SampleRegistered", "WidgetMade"], "{set_aside:?}");
-    assert!(set_aside[0].reason.contains("volume_ul"), "{}", set_aside[0].reason);
-    assert!(set_aside[1].reason.contains("WidgetMade"), "{}", set_aside[1].reason);
+    assert!(
+        set_aside[0].reason.contains("volume_ul"),
+        "{}",
+        set_aside[0].reason
+    );
+    assert!(
+        set_aside[1].reason.contains("WidgetMade"),
+        "{}",
+        set_aside[1].reason
+    );
     assert_eq!(metrics.outbox_parked.get(), 2);
     // Everything else went out; the poisoned aggregates' later events wait behind them.
     let waiting: Vec<(String, i64)> = sqlx::query_as(
@@ -398,7 +438,10 @@ async fn poison_rows_are_parked_and_everything_else_keeps_flowing_in_order() -> 
     .await?;
     assert_eq!(
         waiting,
-        [("SampleReceived".to_owned(), 2), ("WidgetPainted".to_owned(), 2)]
+        [
+            ("SampleReceived".to_owned(), 2),
+            ("WidgetPainted".to_owned(), 2)
+        ]
     );
     verify_topic_of(
         &store,

@@ -7,9 +7,9 @@
 //! installs it. The test fails, rather than skips, when it is missing.
 
 use chrono::{DateTime, Utc};
+use cqrs::DomainEvent;
 use cqrs::sample::SampleEvent;
 use event_sourcing::EventMetadata;
-use cqrs::DomainEvent;
 use kafka::metrics::PipelineMetrics;
 use kafka::relay::{OutboxRelay, RelayConfig};
 use kafka::testkit::{BoxError, Broker, lab_day, registry, store};
@@ -238,7 +238,11 @@ async fn confluents_python_client_decodes_every_event_type_through_our_registry(
         assert!(round.published > 0, "the outbox still had rows");
         published += round.published;
     }
-    assert_eq!(relay.publish_batch().await?.claimed, 0, "the outbox is empty");
+    assert_eq!(
+        relay.publish_batch().await?.claimed,
+        0,
+        "the outbox is empty"
+    );
 
     let events: Vec<Stored> = sqlx::query_as(
         "SELECT event_id, aggregate_id, version, event_type, schema_version, payload, metadata, recorded_at \

@@ -87,7 +87,8 @@ pub async fn prepare(
 }
 
 fn relay_config(brokers: &str, settings: &Settings) -> RelayConfig {
-    RelayConfig::new(brokers).message_timeout(Duration::from_millis(settings.publish_timeout_ms.max(1)))
+    RelayConfig::new(brokers)
+        .message_timeout(Duration::from_millis(settings.publish_timeout_ms.max(1)))
 }
 
 /// A relay on its own, for `tracseq relay`: publishes until `stop` turns true.
@@ -162,7 +163,10 @@ impl Pipeline {
 
     /// Starts a consumer group feeding `projection` from its aggregate's topic; returns
     /// its dead letters.
-    pub fn consume<P: Projection>(&mut self, projection: P) -> Result<DeadLetters<P>, PipelineError> {
+    pub fn consume<P: Projection>(
+        &mut self,
+        projection: P,
+    ) -> Result<DeadLetters<P>, PipelineError> {
         let applier = Arc::new(
             Applier::new(
                 self.pool.clone(),

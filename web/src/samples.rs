@@ -4,7 +4,6 @@
 use crate::error::{AppError, FieldError};
 use crate::pipeline::Pipeline;
 use crate::read_model::{self, SamplesProjection};
-use kafka::consumer::DeadLetters;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use cqrs::sample::{
     Barcode, Note, PatientRef, Sample, SampleCommand, SampleDetails, SampleEvent, SampleId,
@@ -13,6 +12,7 @@ use cqrs::sample::{
 use event_sourcing::{
     CommandContext, CommandOutcome, EventStore, ExpectedVersion, ProjectionHandle,
 };
+use kafka::consumer::DeadLetters;
 use kafka::metrics::CommandMetrics;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;

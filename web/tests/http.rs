@@ -17,10 +17,23 @@ struct TestApp {
 
 impl TestApp {
     async fn spawn() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Self::spawn_with(&[]).await
+    }
+
+    async fn spawn_with(
+        extra: &[(&str, &str)],
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let (pool, _) = event_sourcing::testkit::fresh_database(10).await?;
+        let extra: Vec<(String, String)> = extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         let settings = Settings::from_lookup(|name| match name {
             "TRACSEQ_LISTEN" => Some("127.0.0.1:0".into()),
-            _ => None,
+            other => extra
+                .iter()
+                .find(|(k, _)| k == other)
+                .map(|(_, v)| v.clone()),
         })?;
         let app = Application::with_pool(pool.clone(), &settings).await?;
         let base = format!("http://127.0.0.1:{}", app.port());
@@ -490,5 +503,86 @@ async fn unknown_things_are_404_and_health_reports_ready() -> TestResult {
         .json()
         .await?;
     assert_eq!(ready["checks"]["postgresql"], "ok", "{ready}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn readiness_names_a_projection_stuck_on_a_poison_event() -> TestResult {
+    let app = TestApp::spawn_with(&[("TRACSEQ_STUCK_AFTER_S", "1")]).await?;
+    let ready = app.client.get(app.url("/health/ready")).send().await?;
+    assert_eq!(ready.status(), StatusCode::OK);
+    // An event the samples projection can never apply (its payload does not decode),
+    // written behind the store's back.
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, version, event_id, event_type, \
+         schema_version, payload, metadata) VALUES ('Sample', gen_random_uuid(), 1, \
+         gen_random_uuid(), 'SampleRegistered', 2, '{\"barcode\": 7}', \
+         '{\"user\": \"x\", \"command_id\": \"00000000-0000-0000-0000-000000000000\", \
+         \"correlation_id\": \"00000000-0000-0000-0000-000000000000\", \
+         \"causation_id\": \"00000000-0000-0000-0000-000000000000\"}')",
+    )
+    .execute(&app.pool)
+    .await?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let body: Value = loop {
+        let response = app.client.get(app.url("/health/ready")).send().await?;
+        if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+            break response.json().await?;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "readiness stayed green with a stuck projection"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(body["checks"]["projections"], "failing", "{body}");
+    assert_eq!(body["stuck"][0]["name"], "samples", "{body}");
+    assert!(
+        body["stuck"][0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("SampleRegistered")),
+        "says why: {body}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn operators_list_parked_outbox_events_and_requeue_them() -> TestResult {
+    let app = TestApp::spawn().await?;
+    let created = app
+        .api_register(json!({"barcode": "PARK-1", "sample_type": "dna", "volume_ul": "5", "temperature_zone": "-20"}))
+        .await?;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    sqlx::query("UPDATE outbox SET parked_at = now(), park_reason = 'field x: not in schema'")
+        .execute(&app.pool)
+        .await?;
+    let parked: Value = app
+        .client
+        .get(app.url("/api/outbox/parked"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(parked[0]["event_type"], "SampleRegistered", "{parked}");
+    assert_eq!(parked[0]["reason"], "field x: not in schema");
+    let position = parked[0]["position"].as_i64().ok_or("no position")?;
+    let missing = app
+        .client
+        .post(app.url(&format!("/api/outbox/parked/{}/retry", position + 1000)))
+        .send()
+        .await?;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let retried: Value = app
+        .client
+        .post(app.url(&format!("/api/outbox/parked/{position}/retry")))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(retried["requeued"], 1);
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE parked_at IS NOT NULL")
+        .fetch_one(&app.pool)
+        .await?;
+    assert_eq!(left, 0);
     Ok(())
 }

@@ -166,8 +166,9 @@ impl Platform {
             .await?
             .text()
             .await?;
-        let applied_line =
-            format!("cqrs_consumer_events_total{{consumer=\"samples\",outcome=\"applied\"}} {events}");
+        let applied_line = format!(
+            "cqrs_consumer_events_total{{consumer=\"samples\",outcome=\"applied\"}} {events}"
+        );
         assert!(
             metrics.lines().any(|l| l == applied_line),
             "{applied_line}\n{metrics}"
@@ -439,7 +440,11 @@ async fn a_relay_process_killed_mid_stream_loses_nothing_and_applies_nothing_twi
     p.lab_work("KILL", 5).await?;
     let claimed = "SELECT count(*) FROM outbox WHERE published_at IS NULL AND leased_until > clock_timestamp()";
     let deadline = Instant::now() + Duration::from_secs(20);
-    while sqlx::query_scalar::<_, i64>(claimed).fetch_one(&p.pool).await? == 0 {
+    while sqlx::query_scalar::<_, i64>(claimed)
+        .fetch_one(&p.pool)
+        .await?
+        == 0
+    {
         assert!(Instant::now() < deadline, "the relay never claimed a batch");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -95,15 +95,15 @@ impl Projection for WidgetsProjection {
     ) -> Result<(), ProjectionError> {
         let version = i64::try_from(event.version).unwrap_or(i64::MAX);
         let changed = match &event.payload {
-            WidgetEvent::WidgetMade { name } => sqlx::query(
-                "INSERT INTO widgets (widget_id, name, version) VALUES ($1, $2, $3)",
-            )
-            .bind(event.aggregate_id)
-            .bind(name)
-            .bind(version)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected(),
+            WidgetEvent::WidgetMade { name } => {
+                sqlx::query("INSERT INTO widgets (widget_id, name, version) VALUES ($1, $2, $3)")
+                    .bind(event.aggregate_id)
+                    .bind(name)
+                    .bind(version)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected()
+            }
             WidgetEvent::WidgetPainted { colour, coats } => sqlx::query(
                 "UPDATE widgets SET colour = $2, coats = $3, version = $4 \
                  WHERE widget_id = $1 AND version = $4 - 1",

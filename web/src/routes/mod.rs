@@ -55,6 +55,15 @@ pub fn router(state: AppState) -> Router {
             "/api/dead-letters/{id}/reprocess",
             post(operations::reprocess_api),
         )
+        .route("/api/outbox/parked", get(operations::parked_api))
+        .route(
+            "/api/outbox/parked/retry",
+            post(operations::retry_parked_api),
+        )
+        .route(
+            "/api/outbox/parked/{position}/retry",
+            post(operations::retry_parked_api),
+        )
         .route("/metrics", get(operations::metrics))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))

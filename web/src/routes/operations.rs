@@ -30,15 +30,11 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 fn dead_letters(state: &AppState) -> Result<&DeadLetters<SamplesProjection>, AppError> {
-    state
-        .samples
-        .read_side()
-        .dead_letters()
-        .ok_or_else(|| {
-            AppError::NotFound(
-                "dead letters exist only when events flow through Kafka (KAFKA_BROKERS)".into(),
-            )
-        })
+    state.samples.read_side().dead_letters().ok_or_else(|| {
+        AppError::NotFound(
+            "dead letters exist only when events flow through Kafka (KAFKA_BROKERS)".into(),
+        )
+    })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -144,4 +140,29 @@ pub async fn reprocess_page(
         }
     }
     Ok(Redirect::to("/dead-letters").into_response())
+}
+
+/// `GET /api/outbox/parked`: events the relay set aside because they could not be
+/// encoded, with the reason; their aggregates' later events wait behind them.
+pub async fn parked_api(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<kafka::relay::ParkedEvent>>, AppError> {
+    Ok(Json(kafka::relay::parked(state.samples.pool(), 500).await?))
+}
+
+/// `POST /api/outbox/parked/retry` (all) and `POST /api/outbox/parked/{position}/retry`:
+/// puts parked events back in the queue once the cause is fixed.
+pub async fn retry_parked_api(
+    State(state): State<AppState>,
+    position: Option<Path<i64>>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let position = position.map(|Path(p)| p);
+    let requeued = kafka::relay::retry_parked(state.samples.pool(), position).await?;
+    if position.is_some() && requeued == 0 {
+        return Err(AppError::NotFound(format!(
+            "no parked event at outbox position {}",
+            position.unwrap_or_default()
+        )));
+    }
+    Ok(Json(serde_json::json!({ "requeued": requeued })))
 }
