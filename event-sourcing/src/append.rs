@@ -38,6 +38,7 @@ use crate::error::StoreError;
 use crate::follow::LogCursor;
 use crate::metadata::EventMetadata;
 use sqlx::PgPool;
+use sqlx::postgres::PgDatabaseError;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
@@ -265,13 +266,7 @@ fn classify(error: sqlx::Error, request: &AppendRequest) -> StoreError {
                 }
             }
             Some("unique_claims_pkey") => {
-                let detail = db.message().to_owned();
-                let taken = request
-                    .unique_claims
-                    .iter()
-                    .find(|c| detail.contains(&c.value))
-                    .or(request.unique_claims.first());
-                if let Some(claim) = taken {
+                if let Some(claim) = taken_claim(db, request) {
                     return StoreError::UniqueViolation {
                         scope: claim.scope.clone(),
                         value: claim.value.clone(),
@@ -288,6 +283,25 @@ fn classify(error: sqlx::Error, request: &AppendRequest) -> StoreError {
         }
     }
     StoreError::Database(error)
+}
+
+/// The claim PostgreSQL reported as taken. Its DETAIL names the key exactly,
+/// `Key (scope, value)=(barcode, X) already exists.`; the message does not. Matching the
+/// whole DETAIL line, rather than parsing it, stays right when a value itself contains
+/// commas, parentheses or `=`. No match (another server version's wording) is left a
+/// database error rather than pinned on a claim that may be free.
+fn taken_claim<'r>(
+    db: &(dyn sqlx::error::DatabaseError + 'static),
+    request: &'r AppendRequest,
+) -> Option<&'r UniqueClaim> {
+    let detail = db.try_downcast_ref::<PgDatabaseError>()?.detail()?;
+    request.unique_claims.iter().find(|c| {
+        detail
+            == format!(
+                "Key (scope, value)=({}, {}) already exists.",
+                c.scope, c.value
+            )
+    })
 }
 
 const APPEND_SQL: &str = include_str!("sql/append_batch.sql");

@@ -4,7 +4,9 @@
 
 use cqrs::sample::{Note, SampleEvent};
 use event_sourcing::testkit::{fresh_database, server_url};
-use event_sourcing::{AppendRequest, EventMetadata, EventStore, NewEvent, StoreConfig, StoreError};
+use event_sourcing::{
+    AppendRequest, EventMetadata, EventStore, NewEvent, StoreConfig, StoreError, UniqueClaim,
+};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 use std::str::FromStr;
@@ -224,5 +226,36 @@ async fn a_batch_with_one_aggregate_twice_keeps_it_consistent_and_writable() -> 
             .fetch_all(&pool)
             .await?;
     assert_eq!(stored, vec![1, 2, 3, 4, 5]);
+    Ok(())
+}
+
+fn claim(scope: &str, value: &str) -> UniqueClaim {
+    UniqueClaim {
+        scope: scope.into(),
+        value: value.into(),
+    }
+}
+
+/// A request with two claims whose second is taken: the error names the second, read
+/// from PostgreSQL's report of the key, not guessed.
+#[tokio::test]
+async fn a_taken_claim_is_named_even_when_it_is_not_the_first() -> TestResult {
+    let (pool, _) = fresh_database(5).await?;
+    let store = EventStore::new(pool, StoreConfig::default());
+    let mut holder = raw_request(Uuid::now_v7(), 0, 1);
+    holder.unique_claims = vec![claim("barcode", "BC-(1, 2)=x")];
+    store.append(holder).await?;
+
+    let mut request = raw_request(Uuid::now_v7(), 0, 1);
+    request.unique_claims = vec![
+        claim("position", "F1/R1/B1/A1"),
+        claim("barcode", "BC-(1, 2)=x"),
+    ];
+    let result = store.append(request).await;
+    assert!(
+        matches!(&result, Err(StoreError::UniqueViolation { scope, value })
+            if scope == "barcode" && value == "BC-(1, 2)=x"),
+        "{result:?}"
+    );
     Ok(())
 }
