@@ -38,6 +38,14 @@ pub trait Aggregate:
         Vec::new()
     }
 
+    /// Values an event gives up, as `(scope, value)` pairs (a freed storage position, a
+    /// disposed tube's barcode): the store releases them atomically with the event, and
+    /// another aggregate may then claim them. Only values this aggregate holds are
+    /// released.
+    fn released_values(_event: &Self::Event) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+
     /// Folds events into a state.
     fn fold<'a>(mut self, events: impl IntoIterator<Item = &'a Self::Event>) -> Self {
         for event in events {

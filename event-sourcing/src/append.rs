@@ -69,7 +69,7 @@ pub struct SnapshotWrite {
 }
 
 /// Events for one aggregate, appended only if the aggregate is still at `expected_version`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct AppendRequest {
     pub aggregate_type: &'static str,
     pub aggregate_id: Uuid,
@@ -78,6 +78,11 @@ pub struct AppendRequest {
     /// Recorded so that a repeat of the command is recognised.
     pub command_id: Option<Uuid>,
     pub unique_claims: Vec<UniqueClaim>,
+    /// Claims this aggregate gives up (a freed storage position, a disposed barcode),
+    /// deleted with the events. Only claims the aggregate holds are released; naming
+    /// another aggregate's claim does nothing. Released before this statement's claims
+    /// are taken, so another request in the same batch may take a value released here.
+    pub released_claims: Vec<UniqueClaim>,
     pub snapshot: Option<SnapshotWrite>,
 }
 
@@ -329,6 +334,9 @@ struct Columns {
     claim_scopes: Vec<String>,
     claim_values: Vec<String>,
     claim_aggregate_ids: Vec<Uuid>,
+    release_scopes: Vec<String>,
+    release_values: Vec<String>,
+    release_aggregate_ids: Vec<Uuid>,
     snapshot_ids: Vec<Uuid>,
     snapshot_types: Vec<&'static str>,
     snapshot_versions: Vec<i64>,
@@ -371,6 +379,11 @@ impl Columns {
                 c.claim_scopes.push(claim.scope.clone());
                 c.claim_values.push(claim.value.clone());
                 c.claim_aggregate_ids.push(r.aggregate_id);
+            }
+            for claim in &r.released_claims {
+                c.release_scopes.push(claim.scope.clone());
+                c.release_values.push(claim.value.clone());
+                c.release_aggregate_ids.push(r.aggregate_id);
             }
             if let Some(s) = &r.snapshot {
                 c.snapshot_ids.push(r.aggregate_id);
@@ -417,6 +430,9 @@ async fn run_statement(
         .bind(&c.snapshot_versions)
         .bind(&c.snapshot_state_versions)
         .bind(&c.snapshot_states)
+        .bind(&c.release_scopes)
+        .bind(&c.release_values)
+        .bind(&c.release_aggregate_ids)
         .fetch_all(pool)
         .await?;
 

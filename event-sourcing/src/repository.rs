@@ -212,14 +212,8 @@ impl EventStore {
                 })
             })
             .collect::<Result<Vec<_>, serde_json::Error>>()?;
-        let unique_claims = events
-            .iter()
-            .flat_map(A::unique_values)
-            .map(|(scope, value)| UniqueClaim {
-                scope: scope.to_owned(),
-                value,
-            })
-            .collect();
+        let unique_claims = claims(events.iter().flat_map(A::unique_values));
+        let released_claims = claims(events.iter().flat_map(A::released_values));
         let last_version = version + events.len() as u64;
         let every = self.config().snapshot_every;
         let state = state.fold(events.iter());
@@ -238,10 +232,20 @@ impl EventStore {
             events: new_events,
             command_id: Some(context.command_id),
             unique_claims,
+            released_claims,
             snapshot,
         };
         Ok((request, state))
     }
+}
+
+fn claims(values: impl Iterator<Item = (&'static str, String)>) -> Vec<UniqueClaim> {
+    values
+        .map(|(scope, value)| UniqueClaim {
+            scope: scope.to_owned(),
+            value,
+        })
+        .collect()
 }
 
 fn repeat(first: crate::store::RecordedCommand) -> CommandOutcome {

@@ -46,6 +46,7 @@ fn raw_request(aggregate_id: Uuid, expected_version: u64, events: usize) -> Appe
             .collect(),
         command_id: None,
         unique_claims: vec![],
+        released_claims: vec![],
         snapshot: None,
     }
 }
@@ -257,5 +258,58 @@ async fn a_taken_claim_is_named_even_when_it_is_not_the_first() -> TestResult {
             if scope == "barcode" && value == "BC-(1, 2)=x"),
         "{result:?}"
     );
+    Ok(())
+}
+
+async fn claim_owner(pool: &PgPool, scope: &str, value: &str) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar("SELECT aggregate_id FROM unique_claims WHERE scope = $1 AND value = $2")
+        .bind(scope)
+        .bind(value)
+        .fetch_optional(pool)
+        .await
+}
+
+/// A released claim can be taken by another aggregate, in a later statement or in the
+/// same batch; naming a claim the aggregate does not hold releases nothing.
+#[tokio::test]
+async fn a_released_claim_can_be_claimed_again_and_only_its_holder_releases_it() -> TestResult {
+    let (pool, _) = fresh_database(5).await?;
+    let store = EventStore::new(pool.clone(), StoreConfig::default());
+    let (holder, other, thief) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let mut take = raw_request(holder, 0, 1);
+    take.unique_claims = vec![claim("position", "A1"), claim("position", "A2")];
+    store.append(take).await?;
+
+    // Someone else's claim: the append succeeds, the claim stays where it was.
+    let mut steal = raw_request(thief, 0, 1);
+    steal.released_claims = vec![claim("position", "A1")];
+    store.append(steal).await?;
+    assert_eq!(claim_owner(&pool, "position", "A1").await?, Some(holder));
+    let mut grab = raw_request(thief, 1, 1);
+    grab.unique_claims = vec![claim("position", "A1")];
+    assert!(matches!(
+        store.append(grab).await,
+        Err(StoreError::UniqueViolation { .. })
+    ));
+
+    // Released by its holder, then claimed by another aggregate.
+    let mut free = raw_request(holder, 1, 1);
+    free.released_claims = vec![claim("position", "A1")];
+    store.append(free).await?;
+    assert_eq!(claim_owner(&pool, "position", "A1").await?, None);
+    let mut reuse = raw_request(other, 0, 1);
+    reuse.unique_claims = vec![claim("position", "A1")];
+    store.append(reuse).await?;
+    assert_eq!(claim_owner(&pool, "position", "A1").await?, Some(other));
+
+    // In one batch: the claim comes first and the release second; both succeed.
+    let mut claim_a2 = raw_request(thief, 1, 1);
+    claim_a2.unique_claims = vec![claim("position", "A2")];
+    let mut free_a2 = raw_request(holder, 2, 1);
+    free_a2.released_claims = vec![claim("position", "A2")];
+    let results = store.append_all(&[claim_a2, free_a2]).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(claim_owner(&pool, "position", "A2").await?, Some(thief));
+    assert_eq!(inconsistent_streams(&pool).await?, vec![]);
     Ok(())
 }

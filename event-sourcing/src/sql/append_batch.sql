@@ -60,11 +60,22 @@ WITH req AS (
         AS c(command_id, aggregate_type, aggregate_id, first_version, last_version)
     WHERE c.aggregate_id = ANY ((SELECT ids FROM won)::uuid[])
     ORDER BY c.command_id
+), released AS (
+    -- Only the releasing aggregate's own claims: the owner check is in the key.
+    DELETE FROM unique_claims c
+    USING unnest($26::text[], $27::text[], $28::uuid[]) AS u(scope, value, aggregate_id)
+    WHERE c.scope = u.scope AND c.value = u.value AND c.aggregate_id = u.aggregate_id
+      AND u.aggregate_id = ANY ((SELECT ids FROM won)::uuid[])
+    RETURNING c.scope
 ), claimed AS (
+    -- After every release (the count is an initplan, evaluated before the first row is
+    -- inserted), so a value released in this statement can be claimed in it: the unique
+    -- check does not count a row this transaction has deleted.
     INSERT INTO unique_claims (scope, value, aggregate_id)
     SELECT u.scope, u.value, u.aggregate_id
     FROM unnest($18::text[], $19::text[], $20::uuid[]) AS u(scope, value, aggregate_id)
     WHERE u.aggregate_id = ANY ((SELECT ids FROM won)::uuid[])
+      AND (SELECT count(*) FROM released) >= 0
     ORDER BY u.scope, u.value
 ), snapshotted AS (
     INSERT INTO snapshots (aggregate_id, aggregate_type, version, state_version, state)
