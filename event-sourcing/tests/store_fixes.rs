@@ -2,10 +2,14 @@
 //! server, each test in its own fresh database. Every test here was seen to fail with the
 //! guarantee it checks broken in the code.
 
-use cqrs::sample::{Note, SampleEvent};
+use cqrs::sample::{
+    Barcode, Note, Sample, SampleCommand, SampleDetails, SampleEvent, SampleId, SampleType,
+    TemperatureZone, VolumeUl,
+};
 use event_sourcing::testkit::{fresh_database, server_url};
 use event_sourcing::{
-    AppendRequest, EventMetadata, EventStore, NewEvent, StoreConfig, StoreError, UniqueClaim,
+    AppendRequest, CommandContext, EventMetadata, EventStore, ExpectedVersion, NewEvent,
+    StoreConfig, StoreError, UniqueClaim,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -32,6 +36,21 @@ fn note_event(text: &str) -> NewEvent {
             causation_id: Uuid::now_v7(),
             traceparent: None,
             tracestate: None,
+        },
+    }
+}
+
+fn register(id: Uuid, barcode: &str) -> SampleCommand {
+    SampleCommand::Register {
+        id: SampleId::from_uuid(id),
+        details: SampleDetails {
+            barcode: Barcode::parse(barcode).expect("barcode"),
+            sample_type: SampleType::Blood,
+            volume: VolumeUl::parse("500").expect("volume"),
+            temperature_zone: TemperatureZone::Plus4,
+            patient: None,
+            collected_at: None,
+            collected_by: None,
         },
     }
 }
@@ -311,5 +330,50 @@ async fn a_released_claim_can_be_claimed_again_and_only_its_holder_releases_it()
     assert!(results.iter().all(Result::is_ok), "{results:?}");
     assert_eq!(claim_owner(&pool, "position", "A2").await?, Some(thief));
     assert_eq!(inconsistent_streams(&pool).await?, vec![]);
+    Ok(())
+}
+
+/// Event A causes a command whose event is B (a saga step): B names its own command and
+/// A as its cause, so one can walk back from B to A, and both share A's correlation.
+#[tokio::test]
+async fn an_event_caused_by_another_leads_back_to_it() -> TestResult {
+    let (pool, _) = fresh_database(5).await?;
+    let store = EventStore::new(pool, StoreConfig::default());
+    let id = Uuid::now_v7();
+    let request = CommandContext::new("tech");
+    store
+        .execute::<Sample>(id, register(id, "BC-CAUSE"), &request, ExpectedVersion::Any)
+        .await?;
+    let [a] = store
+        .read_stream::<SampleEvent>(id)
+        .await?
+        .try_into()
+        .map_err(|_| "one event")?;
+    assert_eq!(a.metadata.command_id, request.command_id);
+    assert_eq!(
+        a.metadata.causation_id, request.command_id,
+        "a user's command is its own cause"
+    );
+
+    let saga = CommandContext::caused_by(a.event_id, &a.metadata, "saga");
+    store
+        .execute::<Sample>(
+            id,
+            SampleCommand::Receive { notes: None },
+            &saga,
+            ExpectedVersion::Any,
+        )
+        .await?;
+    let events = store.read_stream::<SampleEvent>(id).await?;
+    let b = events.last().ok_or("no event B")?;
+    assert_eq!(b.metadata.command_id, saga.command_id);
+    assert_ne!(b.metadata.command_id, a.metadata.command_id);
+    assert_eq!(b.metadata.correlation_id, a.metadata.correlation_id);
+    assert_eq!(b.metadata.traceparent, a.metadata.traceparent);
+    let cause = events
+        .iter()
+        .find(|e| e.event_id == b.metadata.causation_id)
+        .ok_or("B's cause is not an event")?;
+    assert_eq!(cause.event_id, a.event_id);
     Ok(())
 }
