@@ -25,8 +25,10 @@ pub trait Aggregate:
 
     type Command: Send;
     type Event: DomainEvent;
-    /// A business rejection: the command was understood and refused.
-    type Rejection: std::error::Error + Send + Sync + 'static;
+    /// A business rejection: the command was understood and refused. Serialisable
+    /// because it is recorded with the command id, so that a repeat of the command is
+    /// answered with the same rejection.
+    type Rejection: std::error::Error + Serialize + DeserializeOwned + Send + Sync + 'static;
 
     fn handle(&self, command: Self::Command) -> Result<Vec<Self::Event>, Self::Rejection>;
 

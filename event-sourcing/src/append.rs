@@ -75,8 +75,13 @@ pub struct AppendRequest {
     pub aggregate_id: Uuid,
     pub expected_version: u64,
     pub events: Vec<NewEvent>,
-    /// Recorded so that a repeat of the command is recognised.
+    /// Recorded so that a repeat of the command is recognised, with what it asked for
+    /// (`command_name`, `fingerprint`, `principal`) so that a repeat asking for something
+    /// else is not mistaken for it.
     pub command_id: Option<Uuid>,
+    pub command_name: Option<String>,
+    pub fingerprint: Option<String>,
+    pub principal: Option<String>,
     pub unique_claims: Vec<UniqueClaim>,
     /// Claims this aggregate gives up (a freed storage position, a disposed barcode),
     /// deleted with the events. Only claims the aggregate holds are released; naming
@@ -331,6 +336,9 @@ struct Columns {
     command_aggregate_ids: Vec<Uuid>,
     command_first: Vec<i64>,
     command_last: Vec<i64>,
+    command_names: Vec<Option<String>>,
+    command_fingerprints: Vec<Option<String>>,
+    command_principals: Vec<Option<String>>,
     claim_scopes: Vec<String>,
     claim_values: Vec<String>,
     claim_aggregate_ids: Vec<Uuid>,
@@ -374,6 +382,9 @@ impl Columns {
                 c.command_aggregate_ids.push(r.aggregate_id);
                 c.command_first.push(to_i64(r.expected_version + 1));
                 c.command_last.push(to_i64(r.last_version()));
+                c.command_names.push(r.command_name.clone());
+                c.command_fingerprints.push(r.fingerprint.clone());
+                c.command_principals.push(r.principal.clone());
             }
             for claim in &r.unique_claims {
                 c.claim_scopes.push(claim.scope.clone());
@@ -433,6 +444,9 @@ async fn run_statement(
         .bind(&c.release_scopes)
         .bind(&c.release_values)
         .bind(&c.release_aggregate_ids)
+        .bind(&c.command_names)
+        .bind(&c.command_fingerprints)
+        .bind(&c.command_principals)
         .fetch_all(pool)
         .await?;
 

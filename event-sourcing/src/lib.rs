@@ -18,7 +18,7 @@ pub use follow::{LogCursor, StoredEvent};
 pub use metadata::{CommandContext, EventMetadata, new_traceparent};
 pub use projection::{Projection, ProjectionError, ProjectionHandle, ProjectionRunner};
 pub use repository::{CommandOutcome, ExpectedVersion};
-pub use store::{EventStore, Loaded, RecordedCommand, StoreConfig};
+pub use store::{EventStore, Loaded, RecordedCommand, RecordedOutcome, StoreConfig};
 
 /// The project's migrations (event store and read tables), applied at start-up.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");

@@ -27,6 +27,15 @@ pub struct CommandContext {
     pub traceparent: Option<String>,
     /// W3C `tracestate`, passed on unchanged.
     pub tracestate: Option<String>,
+    /// What the command asks for (e.g. `sample.receive`). Recorded with the command id:
+    /// a repeat of the id naming another command is refused.
+    #[serde(default)]
+    pub command_name: Option<String>,
+    /// A digest of the request's input, computed by the edge that saw the raw input
+    /// (e.g. a hash of the HTTP body). Recorded with the command id: a repeat of the id
+    /// with another fingerprint is refused rather than answered with the first outcome.
+    #[serde(default)]
+    pub fingerprint: Option<String>,
 }
 
 impl CommandContext {
@@ -41,7 +50,21 @@ impl CommandContext {
             caused_by: None,
             traceparent: Some(new_traceparent()),
             tracestate: None,
+            command_name: None,
+            fingerprint: None,
         }
+    }
+
+    /// Names what the command asks for; see [`Self::command_name`].
+    pub fn named(mut self, command_name: impl Into<String>) -> Self {
+        self.command_name = Some(command_name.into());
+        self
+    }
+
+    /// The fingerprint of the request's input; see [`Self::fingerprint`].
+    pub fn with_fingerprint(mut self, fingerprint: impl Into<String>) -> Self {
+        self.fingerprint = Some(fingerprint.into());
+        self
     }
 
     /// A context for a command issued because of an earlier event (`event_id`, with its
@@ -58,6 +81,8 @@ impl CommandContext {
             caused_by: Some(event_id),
             traceparent: metadata.traceparent.clone(),
             tracestate: metadata.tracestate.clone(),
+            command_name: None,
+            fingerprint: None,
         }
     }
 

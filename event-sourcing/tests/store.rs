@@ -71,8 +71,8 @@ fn raw_request(aggregate_id: Uuid, expected_version: u64, events: usize) -> Appe
             .collect(),
         command_id: None,
         unique_claims: vec![],
-        released_claims: vec![],
         snapshot: None,
+        ..AppendRequest::default()
     }
 }
 

@@ -3,13 +3,13 @@
 //! guarantee it checks broken in the code.
 
 use cqrs::sample::{
-    Barcode, Note, Sample, SampleCommand, SampleDetails, SampleEvent, SampleId, SampleType,
-    TemperatureZone, VolumeUl,
+    Barcode, Note, Sample, SampleCommand, SampleDetails, SampleEvent, SampleId, SampleRejection,
+    SampleStatus, SampleType, TemperatureZone, VolumeUl,
 };
 use event_sourcing::testkit::{fresh_database, server_url};
 use event_sourcing::{
-    AppendRequest, CommandContext, EventMetadata, EventStore, ExpectedVersion, NewEvent,
-    StoreConfig, StoreError, UniqueClaim,
+    AppendRequest, CommandContext, CommandError, EventMetadata, EventStore, ExpectedVersion,
+    NewEvent, RecordedOutcome, StoreConfig, StoreError, UniqueClaim,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -65,8 +65,8 @@ fn raw_request(aggregate_id: Uuid, expected_version: u64, events: usize) -> Appe
             .collect(),
         command_id: None,
         unique_claims: vec![],
-        released_claims: vec![],
         snapshot: None,
+        ..AppendRequest::default()
     }
 }
 
@@ -375,5 +375,271 @@ async fn an_event_caused_by_another_leads_back_to_it() -> TestResult {
         .find(|e| e.event_id == b.metadata.causation_id)
         .ok_or("B's cause is not an event")?;
     assert_eq!(cause.event_id, a.event_id);
+    Ok(())
+}
+
+async fn versions(pool: &PgPool, id: Uuid) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar("SELECT version FROM events WHERE aggregate_id = $1 ORDER BY version")
+        .bind(id)
+        .fetch_all(pool)
+        .await
+}
+
+fn keyed(key: Uuid, name: &str, fingerprint: &str) -> CommandContext {
+    CommandContext::new("tech")
+        .with_command_id(key)
+        .named(name)
+        .with_fingerprint(fingerprint)
+}
+
+/// A key reused for a different request (other input, other command, other aggregate,
+/// other user) is refused and appends nothing, even where the new request would succeed.
+#[tokio::test]
+async fn a_reused_idempotency_key_for_a_different_request_is_refused() -> TestResult {
+    let (pool, _) = fresh_database(5).await?;
+    let store = EventStore::new(pool.clone(), StoreConfig::default());
+    let (id, other) = (Uuid::now_v7(), Uuid::now_v7());
+    let key = Uuid::now_v7();
+    let first = store
+        .execute::<Sample>(
+            id,
+            register(id, "BC-KEY"),
+            &keyed(key, "register", "f1"),
+            ExpectedVersion::Any,
+        )
+        .await?;
+    assert!(!first.duplicate);
+
+    let reused = |result: Result<_, CommandError<SampleRejection>>| matches!(result, Err(CommandError::Store(StoreError::IdempotencyKeyReused { command_id })) if command_id == key);
+    let other_input = store
+        .execute::<Sample>(
+            id,
+            register(id, "BC-KEY-2"),
+            &keyed(key, "register", "f2"),
+            ExpectedVersion::Any,
+        )
+        .await;
+    assert!(reused(other_input));
+    let other_command = store
+        .execute::<Sample>(
+            id,
+            SampleCommand::Receive { notes: None },
+            &keyed(key, "receive", "f1"),
+            ExpectedVersion::Any,
+        )
+        .await;
+    assert!(reused(other_command));
+    let other_aggregate = store
+        .execute::<Sample>(
+            other,
+            register(other, "BC-KEY-3"),
+            &keyed(key, "register", "f1"),
+            ExpectedVersion::Any,
+        )
+        .await;
+    assert!(reused(other_aggregate));
+    let mut other_user = keyed(key, "register", "f1");
+    other_user.user = "someone else".into();
+    let other_user = store
+        .execute::<Sample>(
+            id,
+            register(id, "BC-KEY"),
+            &other_user,
+            ExpectedVersion::Any,
+        )
+        .await;
+    assert!(reused(other_user));
+
+    assert_eq!(versions(&pool, id).await?, vec![1]);
+    assert_eq!(versions(&pool, other).await?, Vec::<i64>::new());
+    let same = store
+        .execute::<Sample>(
+            id,
+            register(id, "BC-KEY"),
+            &keyed(key, "register", "f1"),
+            ExpectedVersion::Any,
+        )
+        .await?;
+    assert_eq!(
+        (same.first_version, same.last_version, same.duplicate),
+        (1, 1, true)
+    );
+    Ok(())
+}
+
+/// A rejected command repeated with the same key gets the same rejection, even after the
+/// aggregate changed so that the command would now succeed; nothing is appended.
+#[tokio::test]
+async fn a_repeated_rejection_is_answered_with_the_first_rejection() -> TestResult {
+    let (pool, _) = fresh_database(5).await?;
+    let store = EventStore::new(pool.clone(), StoreConfig::default());
+    let id = Uuid::now_v7();
+    store
+        .execute::<Sample>(
+            id,
+            register(id, "BC-REJ-AGAIN"),
+            &CommandContext::new("tech"),
+            ExpectedVersion::Any,
+        )
+        .await?;
+    let validate = keyed(Uuid::now_v7(), "validate", "v1");
+    let refused = store
+        .execute::<Sample>(
+            id,
+            SampleCommand::Validate { notes: None },
+            &validate,
+            ExpectedVersion::Any,
+        )
+        .await;
+    let expected = SampleRejection::CannotValidate(SampleStatus::Registered);
+    assert!(
+        matches!(&refused, Err(CommandError::Rejected(r)) if *r == expected),
+        "{refused:?}"
+    );
+
+    store
+        .execute::<Sample>(
+            id,
+            SampleCommand::Receive { notes: None },
+            &CommandContext::new("tech"),
+            ExpectedVersion::Any,
+        )
+        .await?;
+    let again = store
+        .execute::<Sample>(
+            id,
+            SampleCommand::Validate { notes: None },
+            &validate,
+            ExpectedVersion::Any,
+        )
+        .await;
+    assert!(
+        matches!(&again, Err(CommandError::Rejected(r)) if *r == expected),
+        "{again:?}"
+    );
+    assert_eq!(versions(&pool, id).await?, vec![1, 2]);
+    Ok(())
+}
+
+/// A command repeated after the aggregate moved on returns its first outcome (the
+/// versions it appended then), marked as a duplicate, and appends nothing.
+#[tokio::test]
+async fn a_repeat_after_the_aggregate_moved_on_returns_the_first_outcome() -> TestResult {
+    let (pool, _) = fresh_database(5).await?;
+    let store = EventStore::new(pool.clone(), StoreConfig::default());
+    let id = Uuid::now_v7();
+    let plain = || CommandContext::new("tech");
+    store
+        .execute::<Sample>(id, register(id, "BC-MOVED"), &plain(), ExpectedVersion::Any)
+        .await?;
+    let receive = keyed(Uuid::now_v7(), "receive", "r1");
+    let first = store
+        .execute::<Sample>(
+            id,
+            SampleCommand::Receive { notes: None },
+            &receive,
+            ExpectedVersion::Any,
+        )
+        .await?;
+    store
+        .execute::<Sample>(
+            id,
+            SampleCommand::Validate { notes: None },
+            &plain(),
+            ExpectedVersion::Any,
+        )
+        .await?;
+    let repeat = store
+        .execute::<Sample>(
+            id,
+            SampleCommand::Receive { notes: None },
+            &receive,
+            ExpectedVersion::Any,
+        )
+        .await?;
+    assert_eq!(
+        (first.first_version, first.last_version, first.duplicate),
+        (2, 2, false)
+    );
+    assert_eq!(
+        (repeat.first_version, repeat.last_version, repeat.duplicate),
+        (2, 2, true)
+    );
+    assert_eq!(versions(&pool, id).await?, vec![1, 2, 3]);
+    Ok(())
+}
+
+/// Identical requests with one key, racing a change that makes the command acceptable:
+/// whatever each saw, all get the one recorded outcome and at most one set of events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_repeats_racing_a_change_agree_on_one_outcome() -> TestResult {
+    let (pool, _) = fresh_database(20).await?;
+    let store = EventStore::new(pool.clone(), StoreConfig::default());
+    for round in 0..10 {
+        let id = Uuid::now_v7();
+        store
+            .execute::<Sample>(
+                id,
+                register(id, &format!("BC-RACE-{round}")),
+                &CommandContext::new("t"),
+                ExpectedVersion::Any,
+            )
+            .await?;
+        let validate = keyed(Uuid::now_v7(), "validate", "v");
+        let barrier = Arc::new(tokio::sync::Barrier::new(9));
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let (store, validate, barrier) =
+                (store.clone(), validate.clone(), Arc::clone(&barrier));
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                store
+                    .execute::<Sample>(
+                        id,
+                        SampleCommand::Validate { notes: None },
+                        &validate,
+                        ExpectedVersion::Any,
+                    )
+                    .await
+                    .map(|o| (o.first_version, o.last_version))
+                    .map_err(|e| e.to_string())
+            }));
+        }
+        let receiver = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store
+                    .execute::<Sample>(
+                        id,
+                        SampleCommand::Receive { notes: None },
+                        &CommandContext::new("t"),
+                        ExpectedVersion::Any,
+                    )
+                    .await
+            })
+        };
+        let mut answers = std::collections::HashSet::new();
+        for task in tasks {
+            answers.insert(task.await?);
+        }
+        receiver.await??;
+        assert_eq!(answers.len(), 1, "{answers:?}");
+        let validated: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM events WHERE aggregate_id = $1 AND event_type = 'SampleValidated'",
+        )
+        .bind(id)
+        .fetch_one(&pool)
+        .await?;
+        let recorded = store
+            .command_outcome(validate.command_id)
+            .await?
+            .ok_or("not recorded")?;
+        match recorded.outcome {
+            RecordedOutcome::Succeeded { .. } => assert_eq!(validated, 1),
+            RecordedOutcome::Rejected(_) => assert_eq!(validated, 0),
+        }
+        assert_eq!(inconsistent_streams(&pool).await?, vec![]);
+    }
     Ok(())
 }

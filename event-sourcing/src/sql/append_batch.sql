@@ -54,10 +54,14 @@ WITH req AS (
     INSERT INTO outbox (position, event_id, aggregate_type, aggregate_id)
     SELECT position, event_id, aggregate_type, aggregate_id FROM appended
 ), commanded AS (
-    INSERT INTO commands (command_id, aggregate_type, aggregate_id, first_version, last_version)
-    SELECT c.command_id, c.aggregate_type, c.aggregate_id, c.first_version, c.last_version
-    FROM unnest($13::uuid[], $14::text[], $15::uuid[], $16::bigint[], $17::bigint[])
-        AS c(command_id, aggregate_type, aggregate_id, first_version, last_version)
+    INSERT INTO commands (command_id, aggregate_type, aggregate_id, first_version, last_version,
+                          command_name, fingerprint, principal, outcome, request_known)
+    SELECT c.command_id, c.aggregate_type, c.aggregate_id, c.first_version, c.last_version,
+           c.command_name, c.fingerprint, c.principal, 'succeeded', true
+    FROM unnest($13::uuid[], $14::text[], $15::uuid[], $16::bigint[], $17::bigint[],
+                $29::text[], $30::text[], $31::text[])
+        AS c(command_id, aggregate_type, aggregate_id, first_version, last_version,
+             command_name, fingerprint, principal)
     WHERE c.aggregate_id = ANY ((SELECT ids FROM won)::uuid[])
     ORDER BY c.command_id
 ), released AS (
