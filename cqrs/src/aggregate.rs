@@ -126,8 +126,10 @@ pub trait Aggregate:
 
     type Command: Send;
     type Event: DomainEvent;
-    /// A business rejection: the command was understood and refused.
-    type Rejection: std::error::Error + Send + Sync + 'static;
+    /// A business rejection: the command was understood and refused. Serialisable
+    /// because it is recorded with the command id, so that a repeat of the command is
+    /// answered with the same rejection.
+    type Rejection: std::error::Error + Serialize + DeserializeOwned + Send + Sync + 'static;
 
     fn handle(&self, command: Self::Command) -> Result<Vec<Self::Event>, Self::Rejection>;
 
@@ -136,6 +138,14 @@ pub trait Aggregate:
     /// Values an event claims that no other aggregate may hold, as `(scope, value)` pairs
     /// (a sample's barcode, say). The store claims them atomically with the event.
     fn unique_values(_event: &Self::Event) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+
+    /// Values an event gives up, as `(scope, value)` pairs (a freed storage position, a
+    /// disposed tube's barcode): the store releases them atomically with the event, and
+    /// another aggregate may then claim them. Only values this aggregate holds are
+    /// released.
+    fn released_values(_event: &Self::Event) -> Vec<(&'static str, String)> {
         Vec::new()
     }
 

@@ -684,6 +684,7 @@ fn seed_request(n: u64, max_events: usize, tally: &mut Tally) -> Result<AppendRe
         command_id: None,
         unique_claims,
         snapshot: None,
+        ..AppendRequest::default()
     })
 }
 

@@ -5,16 +5,41 @@
 //! row in `streams` (insert for expected version 0, `version = expected` otherwise);
 //! only the aggregates that won get their events, outbox rows, command record, unique
 //! claims and snapshot written, all in the same statement and so the same commit.
-//! Losers get `Conflict` and nothing of theirs is written. Two requests for the same
-//! aggregate are never put in one batch. If the statement fails as a whole (a unique
-//! claim or command id taken, a deadlock), each request is retried alone so that one bad
-//! request cannot fail the others.
+//! Losers get `Conflict` and nothing of theirs is written. If the statement fails as a
+//! whole (a unique claim or command id taken, a deadlock), each request is retried alone
+//! so that one bad request cannot fail the others.
+//!
+//! **One aggregate, one request per statement.** The statement decides per aggregate,
+//! not per request, so two requests for the same aggregate in one statement would both
+//! have their events written against a single compare-and-set. The queue never puts two
+//! in one batch (`next_batch` defers the second), and [`commit_batch`] splits what it is
+//! given (`append_all` passes callers' slices straight through) into *rounds*: the n-th
+//! request for an aggregate goes into the n-th round, and rounds run one after another.
+//! So duplicates are serialised in the order given — a bulk import may send a stream's
+//! events as several consecutive requests — and each is checked against the version the
+//! previous one left. The price is one commit per round instead of one per call; batches
+//! without duplicates are still a single statement.
+//!
+//! **Lock order.** Two concurrent statements that share aggregates would deadlock if
+//! each locked its stream rows in its own order (PostgreSQL detects it, aborts one, and
+//! the fallback hides it at the cost of a second wait and a one-by-one retry). The
+//! statement therefore locks every existing stream row it touches in `aggregate_id`
+//! order before anything else (`SELECT ... ORDER BY aggregate_id FOR UPDATE`; PostgreSQL
+//! applies the row locks above the sort, so they are taken in that order), then inserts
+//! new stream rows in `aggregate_id` order, and only then writes events, claims and
+//! command records. A wait in the second phase is always on a transaction that is
+//! itself past its first phase, so no cycle of waits can form across the phases.
+//! Unique claims and command records are inserted in key order for the same reason;
+//! the one wait cycle that remains possible is two statements each releasing a claim
+//! the other takes (a swap), which cannot succeed in either order anyway: PostgreSQL
+//! aborts one, and the one-by-one retry reports the taken claim.
 
 use crate::error::StoreError;
 use crate::follow::LogCursor;
 use crate::metadata::EventMetadata;
 use sqlx::PgPool;
-use std::collections::{HashSet, VecDeque};
+use sqlx::postgres::PgDatabaseError;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use uuid::Uuid;
@@ -44,15 +69,25 @@ pub struct SnapshotWrite {
 }
 
 /// Events for one aggregate, appended only if the aggregate is still at `expected_version`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct AppendRequest {
     pub aggregate_type: &'static str,
     pub aggregate_id: Uuid,
     pub expected_version: u64,
     pub events: Vec<NewEvent>,
-    /// Recorded so that a repeat of the command is recognised.
+    /// Recorded so that a repeat of the command is recognised, with what it asked for
+    /// (`command_name`, `fingerprint`, `principal`) so that a repeat asking for something
+    /// else is not mistaken for it.
     pub command_id: Option<Uuid>,
+    pub command_name: Option<String>,
+    pub fingerprint: Option<String>,
+    pub principal: Option<String>,
     pub unique_claims: Vec<UniqueClaim>,
+    /// Claims this aggregate gives up (a freed storage position, a disposed barcode),
+    /// deleted with the events. Only claims the aggregate holds are released; naming
+    /// another aggregate's claim does nothing. Released before this statement's claims
+    /// are taken, so another request in the same batch may take a value released here.
+    pub released_claims: Vec<UniqueClaim>,
     pub snapshot: Option<SnapshotWrite>,
 }
 
@@ -168,7 +203,52 @@ async fn next_batch(
 }
 
 /// Commits a batch; the result for each request is in request order.
+///
+/// Requests for an aggregate already in the batch run in later rounds (see the module
+/// doc), so a request sees the version left by the ones before it.
 pub(crate) async fn commit_batch(pool: &PgPool, requests: &[&AppendRequest]) -> Vec<AppendResult> {
+    let rounds = rounds(requests);
+    if rounds.len() == 1 {
+        return commit_round(pool, requests).await;
+    }
+    let mut results: Vec<Option<AppendResult>> = requests.iter().map(|_| None).collect();
+    for round in rounds {
+        let members: Vec<&AppendRequest> = round.iter().map(|&i| requests[i]).collect();
+        for (i, result) in round.into_iter().zip(commit_round(pool, &members).await) {
+            results[i] = Some(result);
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or(Err(StoreError::Closed)))
+        .collect()
+}
+
+/// Indexes of `requests` grouped so that no group holds an aggregate twice: the n-th
+/// request for an aggregate is in the n-th group, and groups keep request order.
+fn rounds(requests: &[&AppendRequest]) -> Vec<Vec<usize>> {
+    let mut seen: HashMap<Uuid, usize> = HashMap::new();
+    let mut rounds: Vec<Vec<usize>> = Vec::new();
+    for (i, request) in requests.iter().enumerate() {
+        let n = seen.entry(request.aggregate_id).or_insert(0);
+        if rounds.len() <= *n {
+            rounds.push(Vec::new());
+        }
+        rounds[*n].push(i);
+        *n += 1;
+    }
+    if rounds.is_empty() {
+        rounds.push(Vec::new());
+    }
+    rounds
+}
+
+/// Commits requests for distinct aggregates in one statement, falling back to one
+/// statement per request when it fails as a whole.
+async fn commit_round(pool: &PgPool, requests: &[&AppendRequest]) -> Vec<AppendResult> {
+    if requests.is_empty() {
+        return Vec::new();
+    }
     match run_statement(pool, requests).await {
         Ok(results) => results,
         Err(error) if requests.len() == 1 => vec![Err(classify(error, requests[0]))],
@@ -196,13 +276,7 @@ fn classify(error: sqlx::Error, request: &AppendRequest) -> StoreError {
                 }
             }
             Some("unique_claims_pkey") => {
-                let detail = db.message().to_owned();
-                let taken = request
-                    .unique_claims
-                    .iter()
-                    .find(|c| detail.contains(&c.value))
-                    .or(request.unique_claims.first());
-                if let Some(claim) = taken {
+                if let Some(claim) = taken_claim(db, request) {
                     return StoreError::UniqueViolation {
                         scope: claim.scope.clone(),
                         value: claim.value.clone(),
@@ -219,6 +293,25 @@ fn classify(error: sqlx::Error, request: &AppendRequest) -> StoreError {
         }
     }
     StoreError::Database(error)
+}
+
+/// The claim PostgreSQL reported as taken. Its DETAIL names the key exactly,
+/// `Key (scope, value)=(barcode, X) already exists.`; the message does not. Matching the
+/// whole DETAIL line, rather than parsing it, stays right when a value itself contains
+/// commas, parentheses or `=`. No match (another server version's wording) is left a
+/// database error rather than pinned on a claim that may be free.
+fn taken_claim<'r>(
+    db: &(dyn sqlx::error::DatabaseError + 'static),
+    request: &'r AppendRequest,
+) -> Option<&'r UniqueClaim> {
+    let detail = db.try_downcast_ref::<PgDatabaseError>()?.detail()?;
+    request.unique_claims.iter().find(|c| {
+        detail
+            == format!(
+                "Key (scope, value)=({}, {}) already exists.",
+                c.scope, c.value
+            )
+    })
 }
 
 const APPEND_SQL: &str = include_str!("sql/append_batch.sql");
@@ -243,9 +336,15 @@ struct Columns {
     command_aggregate_ids: Vec<Uuid>,
     command_first: Vec<i64>,
     command_last: Vec<i64>,
+    command_names: Vec<Option<String>>,
+    command_fingerprints: Vec<Option<String>>,
+    command_principals: Vec<Option<String>>,
     claim_scopes: Vec<String>,
     claim_values: Vec<String>,
     claim_aggregate_ids: Vec<Uuid>,
+    release_scopes: Vec<String>,
+    release_values: Vec<String>,
+    release_aggregate_ids: Vec<Uuid>,
     snapshot_ids: Vec<Uuid>,
     snapshot_types: Vec<&'static str>,
     snapshot_versions: Vec<i64>,
@@ -283,11 +382,19 @@ impl Columns {
                 c.command_aggregate_ids.push(r.aggregate_id);
                 c.command_first.push(to_i64(r.expected_version + 1));
                 c.command_last.push(to_i64(r.last_version()));
+                c.command_names.push(r.command_name.clone());
+                c.command_fingerprints.push(r.fingerprint.clone());
+                c.command_principals.push(r.principal.clone());
             }
             for claim in &r.unique_claims {
                 c.claim_scopes.push(claim.scope.clone());
                 c.claim_values.push(claim.value.clone());
                 c.claim_aggregate_ids.push(r.aggregate_id);
+            }
+            for claim in &r.released_claims {
+                c.release_scopes.push(claim.scope.clone());
+                c.release_values.push(claim.value.clone());
+                c.release_aggregate_ids.push(r.aggregate_id);
             }
             if let Some(s) = &r.snapshot {
                 c.snapshot_ids.push(r.aggregate_id);
@@ -334,6 +441,12 @@ async fn run_statement(
         .bind(&c.snapshot_versions)
         .bind(&c.snapshot_state_versions)
         .bind(&c.snapshot_states)
+        .bind(&c.release_scopes)
+        .bind(&c.release_values)
+        .bind(&c.release_aggregate_ids)
+        .bind(&c.command_names)
+        .bind(&c.command_fingerprints)
+        .bind(&c.command_principals)
         .fetch_all(pool)
         .await?;
 

@@ -13,6 +13,10 @@ pub enum StoreError {
     /// The command id was already used by a command that succeeded.
     #[error("command {0} was already processed")]
     DuplicateCommand(Uuid),
+    /// The command id (an `Idempotency-Key`) was first used for a different request:
+    /// another command, aggregate, input or user. Nothing was appended.
+    #[error("this Idempotency-Key was used for a different request")]
+    IdempotencyKeyReused { command_id: Uuid },
     /// A value that must be unique (e.g. a barcode) already belongs to another aggregate.
     #[error("{scope} '{value}' is already in use")]
     UniqueViolation { scope: String, value: String },

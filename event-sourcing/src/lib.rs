@@ -23,7 +23,7 @@ pub use projection::{
     is_transient_database_error,
 };
 pub use repository::{CommandOutcome, ExpectedVersion};
-pub use store::{EventStore, Loaded, RecordedCommand, StoreConfig};
+pub use store::{EventStore, Loaded, RecordedCommand, RecordedOutcome, StoreConfig};
 
 /// The project's migrations (event store and read tables), applied at start-up.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");

@@ -1,4 +1,11 @@
 //! Who asked for a change and why: carried by every command and stored with every event.
+//!
+//! Every event's metadata names the command that produced it (`command_id`) and its
+//! cause (`causation_id`): the event or command that triggered that command when there
+//! was one (a saga reacting to an event), else the command itself. With the
+//! `correlation_id`, inherited along the chain, this lets anyone walk from an event back
+//! through every event and command that led to it, and find everything one request set
+//! off.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -12,12 +19,23 @@ pub struct CommandContext {
     pub user: String,
     /// Groups everything that happened because of one request or workflow.
     pub correlation_id: Uuid,
-    /// The command or event that caused this command.
-    pub causation_id: Uuid,
+    /// The event (or command) that triggered this command, e.g. the event a saga
+    /// reacted to; `None` when it was asked for directly (a user's request).
+    #[serde(default)]
+    pub caused_by: Option<Uuid>,
     /// W3C trace context (`traceparent`), when the command arrived inside a trace.
     pub traceparent: Option<String>,
     /// W3C `tracestate`, passed on unchanged.
     pub tracestate: Option<String>,
+    /// What the command asks for (e.g. `sample.receive`). Recorded with the command id:
+    /// a repeat of the id naming another command is refused.
+    #[serde(default)]
+    pub command_name: Option<String>,
+    /// A digest of the request's input, computed by the edge that saw the raw input
+    /// (e.g. a hash of the HTTP body). Recorded with the command id: a repeat of the id
+    /// with another fingerprint is refused rather than answered with the first outcome.
+    #[serde(default)]
+    pub fingerprint: Option<String>,
 }
 
 impl CommandContext {
@@ -29,9 +47,42 @@ impl CommandContext {
             command_id,
             user: user.into(),
             correlation_id: command_id,
-            causation_id: command_id,
+            caused_by: None,
             traceparent: Some(new_traceparent()),
             tracestate: None,
+            command_name: None,
+            fingerprint: None,
+        }
+    }
+
+    /// Names what the command asks for; see [`Self::command_name`].
+    pub fn named(mut self, command_name: impl Into<String>) -> Self {
+        self.command_name = Some(command_name.into());
+        self
+    }
+
+    /// The fingerprint of the request's input; see [`Self::fingerprint`].
+    pub fn with_fingerprint(mut self, fingerprint: impl Into<String>) -> Self {
+        self.fingerprint = Some(fingerprint.into());
+        self
+    }
+
+    /// A context for a command issued because of an earlier event (`event_id`, with its
+    /// `metadata`), as a saga or process manager issues them: it joins the event's
+    /// correlation and trace, and its events name that event as their cause.
+    ///
+    /// The command id is new; a reactor that may see the event twice should derive it
+    /// from the event (`with_command_id`) so the repeat is recognised.
+    pub fn caused_by(event_id: Uuid, metadata: &EventMetadata, user: impl Into<String>) -> Self {
+        Self {
+            command_id: Uuid::now_v7(),
+            user: user.into(),
+            correlation_id: metadata.correlation_id,
+            caused_by: Some(event_id),
+            traceparent: metadata.traceparent.clone(),
+            tracestate: metadata.tracestate.clone(),
+            command_name: None,
+            fingerprint: None,
         }
     }
 
@@ -39,20 +90,18 @@ impl CommandContext {
         if self.correlation_id == self.command_id {
             self.correlation_id = command_id;
         }
-        if self.causation_id == self.command_id {
-            self.causation_id = command_id;
-        }
         self.command_id = command_id;
         self
     }
 
-    /// Metadata for the events this command produces: their cause is the command.
+    /// Metadata for the events this command produces: their cause is what triggered the
+    /// command, or the command itself when nothing did.
     pub fn event_metadata(&self) -> EventMetadata {
         EventMetadata {
             user: self.user.clone(),
             command_id: self.command_id,
             correlation_id: self.correlation_id,
-            causation_id: self.command_id,
+            causation_id: self.caused_by.unwrap_or(self.command_id),
             traceparent: self.traceparent.clone(),
             tracestate: self.tracestate.clone(),
         }
@@ -70,8 +119,10 @@ pub fn new_traceparent() -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventMetadata {
     pub user: String,
+    /// The command that produced the event.
     pub command_id: Uuid,
     pub correlation_id: Uuid,
+    /// What caused the event: the event that triggered its command, or the command.
     pub causation_id: Uuid,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,

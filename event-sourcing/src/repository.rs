@@ -1,10 +1,28 @@
 //! Running a command: load the aggregate, decide, append; idempotent by command id.
+//!
+//! **Idempotency checks what it replays.** A command id (the web edge's
+//! `Idempotency-Key`) is recorded with what the command asked for — its name, the
+//! aggregate, a fingerprint of its input supplied by the edge, and the principal — and
+//! with its first outcome: succeeded (the versions it appended, in the same statement
+//! as its events) or rejected by the aggregate (the rejection, recorded when the command
+//! was refused on the freshly read state; it appends nothing). A repeat is answered with
+//! that first outcome, not with whatever the current state would give: a success
+//! returns the recorded versions with `duplicate: true`, a rejection is returned again.
+//! A repeat that asks for something else is refused with `IdempotencyKeyReused` and
+//! appends nothing. Store failures (a version conflict, a taken barcode, a database
+//! error) are not recorded: retrying them with the same key tries again.
+//!
+//! The first outcome is whichever row lands in `commands` first (its primary key), so
+//! concurrent repeats agree: a success and a rejection racing for one id cannot both be
+//! recorded, because the success's statement fails on the key (appending nothing) or
+//! the rejection's insert finds the id taken, and either way the loser answers with
+//! the recorded outcome.
 
 use crate::append::{AppendRequest, NewEvent, SnapshotWrite, UniqueClaim};
 use crate::error::{CommandError, StoreError};
 use crate::follow::LogCursor;
 use crate::metadata::CommandContext;
-use crate::store::{EventStore, Loaded};
+use crate::store::{EventStore, Loaded, RecordedCommand, RecordedOutcome};
 use cqrs::{Aggregate, DomainEvent};
 use uuid::Uuid;
 
@@ -28,7 +46,8 @@ pub struct CommandOutcome {
     pub last_version: u64,
     /// Where the last event is in the log (absent for a repeated command).
     pub cursor: Option<LogCursor>,
-    /// True when this was a repeat of a command that had already succeeded.
+    /// True when this repeated a command id that had already succeeded: the versions are
+    /// the ones its first run appended.
     pub duplicate: bool,
 }
 
@@ -75,7 +94,8 @@ impl EventStore {
                     continue;
                 }
                 return self
-                    .repeated_or(
+                    .repeated_or::<A>(
+                        aggregate_id,
                         context,
                         StoreError::Conflict {
                             aggregate_id,
@@ -88,12 +108,9 @@ impl EventStore {
                 Ok(events) => events,
                 // A rejection must hold against the stored state, not a cached guess.
                 Err(_) if !fresh => continue,
-                Err(rejection) => {
-                    return match self.command_outcome(context.command_id).await? {
-                        Some(first) => Ok(repeat(first)),
-                        None => Err(CommandError::Rejected(rejection)),
-                    };
-                }
+                // A repeat whose first outcome is recorded finds the id taken here and
+                // answers with that outcome.
+                Err(rejection) => return self.reject::<A>(aggregate_id, context, rejection).await,
             };
             if events.is_empty() {
                 return Ok(CommandOutcome {
@@ -122,8 +139,8 @@ impl EventStore {
                 }
                 Err(StoreError::Conflict { .. }) if expected == ExpectedVersion::Any || !fresh => {
                     self.cache.forget(aggregate_id);
-                    if let Some(first) = self.command_outcome(context.command_id).await? {
-                        return Ok(repeat(first));
+                    if let Some(first) = self.first_outcome::<A>(aggregate_id, context).await {
+                        return first;
                     }
                     tracing::debug!(
                         attempt,
@@ -132,7 +149,7 @@ impl EventStore {
                 }
                 Err(error @ (StoreError::Conflict { .. } | StoreError::DuplicateCommand(_))) => {
                     self.cache.forget(aggregate_id);
-                    return self.repeated_or(context, error).await;
+                    return self.repeated_or::<A>(aggregate_id, context, error).await;
                 }
                 Err(error) => {
                     self.cache.forget(aggregate_id);
@@ -144,7 +161,8 @@ impl EventStore {
             ExpectedVersion::Exactly(v) => v,
             ExpectedVersion::Any => 0,
         };
-        self.repeated_or(
+        self.repeated_or::<A>(
+            aggregate_id,
             context,
             StoreError::Conflict {
                 aggregate_id,
@@ -180,15 +198,51 @@ impl EventStore {
         Ok((self.load::<A>(aggregate_id).await?, true))
     }
 
-    async fn repeated_or<R>(
+    async fn repeated_or<A: Aggregate>(
         &self,
+        aggregate_id: Uuid,
         context: &CommandContext,
         error: StoreError,
-    ) -> Result<CommandOutcome, CommandError<R>> {
-        match self.command_outcome(context.command_id).await? {
-            Some(first) => Ok(repeat(first)),
+    ) -> Result<CommandOutcome, CommandError<A::Rejection>> {
+        match self.first_outcome::<A>(aggregate_id, context).await {
+            Some(first) => first,
             None => Err(error.into()),
         }
+    }
+
+    /// The answer to a repeat of `context`'s command id, if the id is recorded.
+    async fn first_outcome<A: Aggregate>(
+        &self,
+        aggregate_id: Uuid,
+        context: &CommandContext,
+    ) -> Option<Result<CommandOutcome, CommandError<A::Rejection>>> {
+        match self.command_outcome(context.command_id).await {
+            Ok(None) => None,
+            Ok(Some(first)) => Some(replay::<A>(first, aggregate_id, context)),
+            Err(error) => Some(Err(error.into())),
+        }
+    }
+
+    /// Records the rejection as the command's first outcome and returns it; when a
+    /// concurrent repeat recorded an outcome first, that one is the answer.
+    async fn reject<A: Aggregate>(
+        &self,
+        aggregate_id: Uuid,
+        context: &CommandContext,
+        rejection: A::Rejection,
+    ) -> Result<CommandOutcome, CommandError<A::Rejection>> {
+        let recorded = self
+            .record_rejection(
+                context,
+                A::TYPE,
+                aggregate_id,
+                serde_json::to_value(&rejection).map_err(StoreError::from)?,
+            )
+            .await?;
+        if !recorded && let Some(first) = self.first_outcome::<A>(aggregate_id, context).await {
+            return first;
+        }
+        Err(CommandError::Rejected(rejection))
     }
 
     fn request<A: Aggregate>(
@@ -212,14 +266,8 @@ impl EventStore {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let unique_claims = events
-            .iter()
-            .flat_map(A::unique_values)
-            .map(|(scope, value)| UniqueClaim {
-                scope: scope.to_owned(),
-                value,
-            })
-            .collect();
+        let unique_claims = claims(events.iter().flat_map(A::unique_values));
+        let released_claims = claims(events.iter().flat_map(A::released_values));
         let last_version = version + events.len() as u64;
         let every = self.config().snapshot_every;
         let state = state.fold(events.iter());
@@ -237,20 +285,59 @@ impl EventStore {
             expected_version: version,
             events: new_events,
             command_id: Some(context.command_id),
+            command_name: context.command_name.clone(),
+            fingerprint: context.fingerprint.clone(),
+            principal: Some(context.user.clone()),
             unique_claims,
+            released_claims,
             snapshot,
         };
         Ok((request, state))
     }
 }
 
-fn repeat(first: crate::store::RecordedCommand) -> CommandOutcome {
-    CommandOutcome {
-        aggregate_id: first.aggregate_id,
-        command_id: first.command_id,
-        first_version: first.first_version,
-        last_version: first.last_version,
-        cursor: None,
-        duplicate: true,
+fn claims(values: impl Iterator<Item = (&'static str, String)>) -> Vec<UniqueClaim> {
+    values
+        .map(|(scope, value)| UniqueClaim {
+            scope: scope.to_owned(),
+            value,
+        })
+        .collect()
+}
+
+/// The first outcome of a command id, as the answer to a repeat: refused when the repeat
+/// asks for something else than the recorded command did.
+fn replay<A: Aggregate>(
+    first: RecordedCommand,
+    aggregate_id: Uuid,
+    context: &CommandContext,
+) -> Result<CommandOutcome, CommandError<A::Rejection>> {
+    let same_request = first.aggregate_type == A::TYPE
+        && first.aggregate_id == aggregate_id
+        && (!first.request_known
+            || (first.command_name == context.command_name
+                && first.fingerprint == context.fingerprint
+                && first.principal.as_deref() == Some(context.user.as_str())));
+    if !same_request {
+        return Err(StoreError::IdempotencyKeyReused {
+            command_id: first.command_id,
+        }
+        .into());
+    }
+    match first.outcome {
+        RecordedOutcome::Succeeded {
+            first_version,
+            last_version,
+        } => Ok(CommandOutcome {
+            aggregate_id: first.aggregate_id,
+            command_id: first.command_id,
+            first_version,
+            last_version,
+            cursor: None,
+            duplicate: true,
+        }),
+        RecordedOutcome::Rejected(rejection) => Err(CommandError::Rejected(
+            serde_json::from_value(rejection).map_err(StoreError::from)?,
+        )),
     }
 }

@@ -4,6 +4,7 @@ use crate::append::{self, AppendRequest, Appended, BatchLimits, Pending};
 use crate::cache::StateCache;
 use crate::error::StoreError;
 use crate::follow::{self, EVENT_COLUMNS, LogCursor, StoredEvent};
+use crate::metadata::CommandContext;
 use cqrs::{Aggregate, DomainEvent};
 use futures::{Stream, StreamExt, TryStreamExt};
 use serde_json::Value;
@@ -208,31 +209,119 @@ impl EventStore {
         .map(|row| row.and_then(|row| follow::decode_row(&row)))
     }
 
-    /// The recorded outcome of a command that succeeded before, if any.
+    /// The recorded first outcome of a command, if any: what it asked for and how it
+    /// ended (succeeded with versions, or rejected).
     pub async fn command_outcome(
         &self,
         command_id: Uuid,
     ) -> Result<Option<RecordedCommand>, StoreError> {
-        let row: Option<(Uuid, i64, i64)> = sqlx::query_as(
-            "SELECT aggregate_id, first_version, last_version FROM commands WHERE command_id = $1",
+        type Row = (
+            String,
+            Uuid,
+            Option<i64>,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            String,
+            Option<serde_json::Value>,
+            bool,
+        );
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT aggregate_type, aggregate_id, first_version, last_version, command_name, \
+             fingerprint, principal, outcome, rejection, request_known \
+             FROM commands WHERE command_id = $1",
         )
         .bind(command_id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(aggregate_id, first, last)| RecordedCommand {
-            command_id,
+        let Some((
+            aggregate_type,
             aggregate_id,
-            first_version: u64::try_from(first).unwrap_or(0),
-            last_version: u64::try_from(last).unwrap_or(0),
+            first,
+            last,
+            name,
+            fingerprint,
+            principal,
+            outcome,
+            rejection,
+            request_known,
+        )) = row
+        else {
+            return Ok(None);
+        };
+        let version = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok()).unwrap_or(0);
+        let outcome = match (outcome.as_str(), rejection) {
+            ("rejected", Some(rejection)) => RecordedOutcome::Rejected(rejection),
+            _ => RecordedOutcome::Succeeded {
+                first_version: version(first),
+                last_version: version(last),
+            },
+        };
+        Ok(Some(RecordedCommand {
+            command_id,
+            aggregate_type,
+            aggregate_id,
+            command_name: name,
+            fingerprint,
+            principal,
+            request_known,
+            outcome,
         }))
+    }
+
+    /// Records that `command_id` was rejected, unless the id is already recorded (a
+    /// concurrent repeat got there first); true when this call recorded it.
+    pub(crate) async fn record_rejection(
+        &self,
+        context: &CommandContext,
+        aggregate_type: &str,
+        aggregate_id: Uuid,
+        rejection: serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO commands (command_id, aggregate_type, aggregate_id, command_name, \
+             fingerprint, principal, outcome, rejection, request_known) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'rejected', $7, true) \
+             ON CONFLICT (command_id) DO NOTHING",
+        )
+        .bind(context.command_id)
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .bind(context.command_name.as_deref())
+        .bind(context.fingerprint.as_deref())
+        .bind(&context.user)
+        .bind(rejection)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 }
 
-/// What a successful command appended, as recorded for idempotency.
+/// A command id's first outcome, with what the command asked for, as recorded for
+/// idempotency.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordedCommand {
     pub command_id: Uuid,
+    pub aggregate_type: String,
     pub aggregate_id: Uuid,
-    pub first_version: u64,
-    pub last_version: u64,
+    pub command_name: Option<String>,
+    pub fingerprint: Option<String>,
+    pub principal: Option<String>,
+    /// False for commands recorded before names, fingerprints and principals were: only
+    /// their aggregate can be compared with a repeat.
+    pub request_known: bool,
+    pub outcome: RecordedOutcome,
+}
+
+/// How a recorded command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordedOutcome {
+    /// It appended these versions.
+    Succeeded {
+        first_version: u64,
+        last_version: u64,
+    },
+    /// The aggregate refused it (the rejection, serialised); it appended nothing.
+    Rejected(serde_json::Value),
 }

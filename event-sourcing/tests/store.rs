@@ -72,6 +72,7 @@ fn raw_request(aggregate_id: Uuid, expected_version: u64, events: usize) -> Appe
         command_id: None,
         unique_claims: vec![],
         snapshot: None,
+        ..AppendRequest::default()
     }
 }
 

@@ -244,9 +244,7 @@ async fn catch_up(args: &Args, broker: &Broker) -> Result<(), BoxError> {
                         payload: event.to_payload()?.to_string(),
                         metadata: CommandContext::new("bench").event_metadata(),
                     }],
-                    command_id: None,
-                    unique_claims: vec![],
-                    snapshot: None,
+                    ..AppendRequest::default()
                 })
             })
             .collect::<Result<_, _>>()?;

@@ -33,6 +33,10 @@ pub enum AppError {
     /// Someone else changed it first, or a unique value is taken.
     #[error("{0}")]
     Conflict(String),
+    /// Well-formed but cannot be processed as sent (an Idempotency-Key reused for
+    /// another request).
+    #[error("{0}")]
+    Unprocessable(String),
     #[error("service unavailable: {0}")]
     Unavailable(#[source] StoreError),
     #[error("internal error: {0}")]
@@ -60,6 +64,7 @@ impl AppError {
             Self::Invalid(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Rejected(_) | Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -104,7 +109,13 @@ impl From<StoreError> for AppError {
             StoreError::DuplicateCommand(id) => Self::Conflict(format!(
                 "command {id} was already used for a different request"
             )),
+            StoreError::IdempotencyKeyReused { .. } => Self::Unprocessable(
+                "this Idempotency-Key was used for a different request; send a new key for a new request".into(),
+            ),
             StoreError::Codec(e) => {
+                Self::Internal(format!("stored data could not be decoded: {e}"))
+            }
+            StoreError::Payload(e) => {
                 Self::Internal(format!("stored data could not be decoded: {e}"))
             }
             other => Self::Unavailable(other),

@@ -167,10 +167,18 @@ pub fn parse_operator(raw: &str) -> Result<String, AppError> {
     Ok(name.to_owned())
 }
 
-/// A command id from an `Idempotency-Key`, scoped to the action so the same key used for
-/// two different actions names two different commands.
-pub fn command_id_for_key(scope: &str, key: &str) -> Uuid {
-    Uuid::new_v5(&NAMESPACE, format!("{scope}\n{key}").as_bytes())
+/// A command id from an `Idempotency-Key`, scoped by who sends it: two clients never
+/// share a key, and one client's key names one command whatever it asks for (a reuse for
+/// another request is refused by the store's fingerprint check, as a 422).
+pub fn command_id_for_key(sender: &str, key: &str) -> Uuid {
+    Uuid::new_v5(&NAMESPACE, format!("{sender}\n{key}").as_bytes())
+}
+
+/// A digest of a request's parsed input, recorded with its command id; two requests with
+/// equal input have equal fingerprints, whatever their formatting.
+pub fn fingerprint(input: &impl Serialize) -> String {
+    let canonical = serde_json::to_vec(input).unwrap_or_default();
+    Uuid::new_v5(&NAMESPACE, &canonical).simple().to_string()
 }
 
 /// One line of a sample's history: what happened, who did it, when.
@@ -392,6 +400,7 @@ impl SampleService {
             Err(AppError::Invalid(_) | AppError::BadRequest(_)) => "invalid",
             Err(AppError::Rejected(_)) => "rejected",
             Err(AppError::Conflict(_)) => "conflict",
+            Err(AppError::Unprocessable(_)) => "key_reused",
             Err(AppError::NotFound(_)) => "not_found",
             Err(AppError::Unavailable(_) | AppError::Internal(_)) => "error",
         };
@@ -600,15 +609,23 @@ mod tests {
     }
 
     #[test]
-    fn idempotency_keys_are_scoped_by_action() {
+    fn idempotency_keys_are_scoped_by_sender() {
         assert_eq!(
-            command_id_for_key("register", "k1"),
-            command_id_for_key("register", "k1")
+            command_id_for_key("ana", "k1"),
+            command_id_for_key("ana", "k1")
         );
         assert_ne!(
-            command_id_for_key("register", "k1"),
-            command_id_for_key("receive/x", "k1")
+            command_id_for_key("ana", "k1"),
+            command_id_for_key("ben", "k1")
         );
+    }
+
+    #[test]
+    fn fingerprints_follow_the_input_not_its_formatting() {
+        let a: serde_json::Value = serde_json::from_str(r#"{"x": 1, "y": "z"}"#).expect("json");
+        let b: serde_json::Value = serde_json::from_str(r#"{ "y":"z","x":1 }"#).expect("json");
+        assert_eq!(fingerprint(&a), fingerprint(&b));
+        assert_ne!(fingerprint(&a), fingerprint(&("x", 1)));
     }
 
     #[test]

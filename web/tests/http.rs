@@ -586,3 +586,166 @@ async fn operators_list_parked_outbox_events_and_requeue_them() -> TestResult {
     assert_eq!(left, 0);
     Ok(())
 }
+
+#[tokio::test]
+async fn an_idempotency_key_reused_for_another_request_is_a_422_and_appends_nothing() -> TestResult
+{
+    let app = TestApp::spawn().await?;
+    let created: Value = app
+        .api_register(json!({"barcode": "KEY-1", "sample_type": "dna", "volume_ul": 5, "temperature_zone": "-20"}))
+        .await?
+        .json()
+        .await?;
+    let id = created["sample_id"].as_str().ok_or("no id")?.to_owned();
+    let post = |path: String, key: &'static str, user: &'static str, body: Value| {
+        let app = &app;
+        async move {
+            app.client
+                .post(app.url(&path))
+                .header("Idempotency-Key", key)
+                .header("X-User", user)
+                .json(&body)
+                .send()
+                .await
+        }
+    };
+    let received = post(
+        format!("/api/samples/{id}/receive"),
+        "k-7",
+        "ana",
+        json!({}),
+    )
+    .await?;
+    assert_eq!(received.status(), StatusCode::OK);
+    let before = app.events().await?;
+    // The same key for another action, and for the same action with other input.
+    for (path, body) in [
+        (
+            format!("/api/samples/{id}/reject"),
+            json!({"reason": "leaked"}),
+        ),
+        (
+            format!("/api/samples/{id}/receive"),
+            json!({"notes": "other"}),
+        ),
+    ] {
+        let reused = post(path, "k-7", "ana", body).await?;
+        assert_eq!(reused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let body: Value = reused.json().await?;
+        assert!(
+            body["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("used for a different request")),
+            "{body}"
+        );
+    }
+    assert_eq!(app.events().await?, before, "nothing appended");
+    // Another sender's key is another key.
+    let other = post(
+        format!("/api/samples/{id}/reject"),
+        "k-7",
+        "ben",
+        json!({"reason": "leaked"}),
+    )
+    .await?;
+    assert_eq!(other.status(), StatusCode::OK);
+    // The first request repeated is still answered with its first outcome.
+    let again = post(
+        format!("/api/samples/{id}/receive"),
+        "k-7",
+        "ana",
+        json!({}),
+    )
+    .await?;
+    assert_eq!(again.status(), StatusCode::OK);
+    let again: Value = again.json().await?;
+    assert_eq!(
+        (again["version"].clone(), again["replayed"].clone()),
+        (json!(2), json!(true))
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_repeated_rejected_command_is_rejected_the_same_way() -> TestResult {
+    let app = TestApp::spawn().await?;
+    let created: Value = app
+        .api_register(json!({"barcode": "REJ-1", "sample_type": "dna", "volume_ul": 5, "temperature_zone": "-20"}))
+        .await?
+        .json()
+        .await?;
+    let id = created["sample_id"].as_str().ok_or("no id")?.to_owned();
+    let validate = || {
+        app.client
+            .post(app.url(&format!("/api/samples/{id}/validate")))
+            .header("Idempotency-Key", "v-1")
+            .send()
+    };
+    let first = validate().await?;
+    assert_eq!(first.status(), StatusCode::CONFLICT, "not received yet");
+    let receive = app
+        .client
+        .post(app.url(&format!("/api/samples/{id}/receive")))
+        .send()
+        .await?;
+    assert_eq!(receive.status(), StatusCode::OK);
+    let before = app.events().await?;
+    // Now the sample could be validated, but this key's request was refused: its repeat
+    // is refused the same way, not carried out.
+    let again = validate().await?;
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    assert!(
+        again
+            .text()
+            .await?
+            .contains("only a received sample can be validated")
+    );
+    assert_eq!(app.events().await?, before);
+    Ok(())
+}
+
+#[tokio::test]
+async fn each_action_form_on_the_sample_page_works_in_any_order() -> TestResult {
+    let app = TestApp::spawn().await?;
+    let created: Value = app
+        .api_register(json!({"barcode": "FORM-1", "sample_type": "dna", "volume_ul": 5, "temperature_zone": "-20"}))
+        .await?
+        .json()
+        .await?;
+    let id = created["sample_id"].as_str().ok_or("no id")?.to_owned();
+    // The page is loaded once; its forms are then submitted one after the other.
+    let (_, page) = app.html(&format!("/samples/{id}")).await?;
+    let ids: Vec<String> = page
+        .split("name=\"command_id\" value=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next().map(str::to_owned))
+        .collect();
+    assert_eq!(ids.len(), 2, "receive and reject forms: {page}");
+    assert_ne!(ids[0], ids[1], "each form is its own command");
+    let submit = |action: &'static str, command_id: String| {
+        let (app, id) = (&app, id.clone());
+        async move {
+            app.client
+                .post(app.url(&format!("/samples/{id}/{action}")))
+                .form(&[
+                    ("operator", "Bo"),
+                    ("reason", "haemolysed"),
+                    ("command_id", command_id.as_str()),
+                ])
+                .send()
+                .await
+        }
+    };
+    let received = submit("receive", ids[0].clone()).await?;
+    assert_eq!(received.status(), StatusCode::SEE_OTHER);
+    let rejected = submit("reject", ids[1].clone()).await?;
+    assert_eq!(rejected.status(), StatusCode::SEE_OTHER);
+    let (_, page) = app.html(&format!("/samples/{id}")).await?;
+    assert!(page.contains("id=\"status\">rejected<"), "{page}");
+    assert_eq!(app.events().await?, 3);
+    // Submitting a form twice (a double click, a browser resubmit) is one command.
+    let twice = submit("reject", ids[1].clone()).await?;
+    assert_eq!(twice.status(), StatusCode::SEE_OTHER);
+    assert_eq!(app.events().await?, 3);
+    Ok(())
+}

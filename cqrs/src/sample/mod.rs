@@ -167,7 +167,7 @@ impl fmt::Display for SampleStatus {
 }
 
 /// A command the sample's lifecycle does not allow.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum SampleRejection {
     #[error("sample {0} is already registered")]
     AlreadyRegistered(SampleId),

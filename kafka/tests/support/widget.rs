@@ -42,7 +42,7 @@ impl DomainEvent for WidgetEvent {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, Serialize, Deserialize)]
 #[error("a widget is made once")]
 pub struct WidgetRejection;
 

@@ -3,7 +3,7 @@
 use super::context::command_context;
 use crate::error::AppError;
 use crate::read_model::{SampleFilter, SamplePage, SampleRow};
-use crate::samples::{Action, RegisterInput, TimelineEntry, command_id_for_key};
+use crate::samples::{Action, RegisterInput, TimelineEntry, command_id_for_key, fingerprint};
 use crate::startup::AppState;
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -55,11 +55,12 @@ fn user(headers: &HeaderMap) -> Result<String, AppError> {
     }
 }
 
-fn idempotency_key(headers: &HeaderMap, scope: &str) -> Result<Option<Uuid>, AppError> {
+/// The command id an `Idempotency-Key` names for `sender`.
+fn idempotency_key(headers: &HeaderMap, sender: &str) -> Result<Option<Uuid>, AppError> {
     match headers.get("idempotency-key").map(|v| v.to_str()) {
         None => Ok(None),
         Some(Ok(key)) if !key.trim().is_empty() && key.len() <= 255 => {
-            Ok(Some(command_id_for_key(scope, key.trim())))
+            Ok(Some(command_id_for_key(sender, key.trim())))
         }
         Some(_) => Err(AppError::invalid(
             "Idempotency-Key",
@@ -164,12 +165,12 @@ pub async fn register(
     headers: HeaderMap,
     ApiJson(body): ApiJson<RegisterBody>,
 ) -> Result<Response, AppError> {
-    let context = command_context(
-        &headers,
-        user(&headers)?,
-        idempotency_key(&headers, "register")?,
-    );
+    let user = user(&headers)?;
+    let key = idempotency_key(&headers, &user)?;
     let input = body.into_input()?;
+    let context = command_context(&headers, user, key)
+        .named("RegisterSample")
+        .with_fingerprint(fingerprint(&input));
     let outcome = state.samples.register(&input, &context).await?;
     respond(&state, outcome, true).await
 }
@@ -202,16 +203,20 @@ pub async fn act(
         serde_json::from_slice(&body)
             .map_err(|e| AppError::BadRequest(format!("request body is not valid: {e}")))?
     };
-    let scope = format!("{}/{id}", action.name());
-    let context = command_context(
-        &headers,
-        user(&headers)?,
-        idempotency_key(&headers, &scope)?,
-    );
+    let user = user(&headers)?;
+    let key = idempotency_key(&headers, &user)?;
     let text = match action {
         Action::Reject => body.reason.unwrap_or_default(),
         _ => body.notes.unwrap_or_default(),
     };
+    let context = command_context(&headers, user, key)
+        .named(action.command_name())
+        .with_fingerprint(fingerprint(&(
+            id,
+            action.name(),
+            text.trim(),
+            body.expected_version,
+        )));
     let expected = body
         .expected_version
         .map_or(ExpectedVersion::Any, ExpectedVersion::Exactly);

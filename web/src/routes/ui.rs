@@ -222,7 +222,9 @@ pub async fn register(
     let operator = parse_operator(&form.operator);
     let result = match &operator {
         Ok(name) => {
-            let context = command_context(&headers, name.clone(), Some(command_id));
+            let context = command_context(&headers, name.clone(), Some(command_id))
+                .named("RegisterSample")
+                .with_fingerprint(crate::samples::fingerprint(&form.input));
             state.samples.register(&form.input, &context).await
         }
         Err(error) => {
@@ -267,10 +269,21 @@ struct DetailPage {
     timeline: Vec<TimelineEntry>,
     message: Option<String>,
     operator: String,
-    command_id: Uuid,
+    /// One command id per action form: submitting one form twice is one command, and
+    /// each form is a command of its own.
+    command_ids: [Uuid; 3],
 }
 
 impl DetailPage {
+    fn command_id(&self, action: &str) -> Uuid {
+        let index = match action {
+            "receive" => 0,
+            "validate" => 1,
+            _ => 2,
+        };
+        self.command_ids[index]
+    }
+
     fn can(&self, action: &str) -> bool {
         matches!(
             (self.sample.status(), action),
@@ -297,7 +310,7 @@ async fn detail_page(
         timeline,
         message,
         operator,
-        command_id: Uuid::now_v7(),
+        command_ids: [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()],
     })
 }
 
@@ -354,7 +367,14 @@ pub async fn act(
     };
     let result = match parse_operator(&form.operator) {
         Ok(operator) => {
-            let context = command_context(&headers, operator, Some(command_id));
+            let context = command_context(&headers, operator, Some(command_id))
+                .named(action.command_name())
+                .with_fingerprint(crate::samples::fingerprint(&(
+                    id,
+                    action.name(),
+                    text.trim(),
+                    form.expected_version.trim(),
+                )));
             state
                 .samples
                 .act(id, action, text, expected, &context)
