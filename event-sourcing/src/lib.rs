@@ -9,6 +9,7 @@ mod follow;
 mod metadata;
 mod progress;
 mod projection;
+mod read_progress;
 mod repository;
 mod store;
 pub mod testkit;
@@ -22,6 +23,7 @@ pub use projection::{
     Envelope, Projection, ProjectionError, ProjectionHandle, ProjectionRunner,
     is_transient_database_error,
 };
+pub use read_progress::{READ_PROGRESS_CHANNEL, ReadProgress, notify_progress};
 pub use repository::{CommandOutcome, ExpectedVersion};
 pub use store::{EventStore, Loaded, RecordedCommand, RecordedOutcome, StoreConfig};
 

@@ -225,6 +225,7 @@ impl<P: Projection> ProjectionRunner<P> {
             .bind(last.position)
             .execute(&mut *tx)
             .await?;
+            crate::read_progress::notify_progress(&mut tx, P::NAME).await?;
             tx.commit().await?;
             cursor = last;
             self.progress.advanced();

@@ -244,6 +244,9 @@ impl<P: Projection> Applier<P> {
         for envelope in &decoded {
             results.push(self.apply_in(&mut tx, envelope).await.ok()?);
         }
+        event_sourcing::notify_progress(&mut tx, P::NAME)
+            .await
+            .ok()?;
         tx.commit().await.ok()?;
         self.advanced();
         let newest = decoded
@@ -270,6 +273,7 @@ impl<P: Projection> Applier<P> {
         *identity = (Some(envelope.event_type.clone()), Some(envelope.event_id));
         let mut tx = self.pool.begin().await?;
         let applied = self.apply_in(&mut tx, &envelope).await?;
+        event_sourcing::notify_progress(&mut tx, P::NAME).await?;
         tx.commit().await?;
         self.observe_lag(envelope.recorded_at);
         Ok(applied)

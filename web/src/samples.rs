@@ -10,7 +10,7 @@ use cqrs::sample::{
     SampleType, TemperatureZone, VolumeUl,
 };
 use event_sourcing::{
-    CommandContext, CommandOutcome, EventStore, ExpectedVersion, ProjectionHandle,
+    CommandContext, CommandOutcome, EventStore, ExpectedVersion, ProjectionHandle, ReadProgress,
 };
 use kafka::consumer::DeadLetters;
 use kafka::metrics::CommandMetrics;
@@ -288,6 +288,7 @@ impl ReadSide {
 pub struct SampleService {
     store: EventStore,
     read_side: ReadSide,
+    read_progress: ReadProgress,
     read_your_writes: Duration,
     metrics: CommandMetrics,
 }
@@ -299,9 +300,11 @@ impl SampleService {
         read_your_writes: Duration,
         metrics: CommandMetrics,
     ) -> Self {
+        let read_progress = ReadProgress::listen(store.pool());
         Self {
             store,
             read_side,
+            read_progress,
             read_your_writes,
             metrics,
         }
@@ -366,7 +369,6 @@ impl SampleService {
             .store
             .execute::<Sample>(id, command, context, ExpectedVersion::Exactly(0))
             .await?;
-        self.await_read_side(&outcome).await;
         Ok(outcome)
     }
 
@@ -454,43 +456,33 @@ impl SampleService {
             .store
             .execute::<Sample>(id, command, context, expected)
             .await?;
-        self.await_read_side(&outcome).await;
         Ok(outcome)
     }
 
-    /// Waits (briefly) until the samples table shows the command's effect, so the page a
-    /// command leads to shows the new state.
-    async fn await_read_side(&self, outcome: &CommandOutcome) {
-        let Some(cursor) = outcome.cursor else { return };
-        let caught_up = match &self.read_side {
-            ReadSide::InProcess(handle) => handle.wait_for(cursor, self.read_your_writes).await,
-            ReadSide::Kafka { .. } => self.await_version(outcome).await,
-        };
-        if !caught_up {
-            tracing::warn!(sample = %outcome.aggregate_id, version = outcome.last_version,
-                "read side did not catch up in time; the page may show older data");
+    /// Waits until the samples table shows sample `id` at `version` or later (the
+    /// consistency token a command answered with), woken by the projections' progress;
+    /// at most `TRACSEQ_READ_YOUR_WRITES_MS`. False if it did not get there in time, and
+    /// the page says so.
+    pub async fn wait_for_version(&self, id: Uuid, version: u64) -> bool {
+        let wanted = i64::try_from(version).unwrap_or(i64::MAX);
+        let pool = self.store.pool();
+        let reached = self
+            .read_progress
+            .wait_until(self.read_your_writes, || async move {
+                let at: Option<i64> =
+                    sqlx::query_scalar("SELECT version FROM samples WHERE sample_id = $1")
+                        .bind(id)
+                        .fetch_optional(pool)
+                        .await
+                        .ok()
+                        .flatten();
+                at.is_some_and(|v| v >= wanted)
+            })
+            .await;
+        if !reached {
+            tracing::warn!(sample = %id, version, "the read side did not reach this version in time");
         }
-    }
-
-    async fn await_version(&self, outcome: &CommandOutcome) -> bool {
-        let wanted = i64::try_from(outcome.last_version).unwrap_or(i64::MAX);
-        let deadline = tokio::time::Instant::now() + self.read_your_writes;
-        loop {
-            let version: Option<i64> =
-                sqlx::query_scalar("SELECT version FROM samples WHERE sample_id = $1")
-                    .bind(outcome.aggregate_id)
-                    .fetch_optional(self.store.pool())
-                    .await
-                    .ok()
-                    .flatten();
-            if version.is_some_and(|v| v >= wanted) {
-                return true;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        reached
     }
 
     /// The sample's complete history.

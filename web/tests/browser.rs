@@ -192,16 +192,18 @@ impl Browser {
             .to_owned())
     }
 
-    /// Waits (up to 5 s) for a sample's page, `/samples/{uuid}`: a click that submits a
-    /// form returns before the next page has loaded.
+    /// Waits (up to 5 s) for a sample's page, `/samples/{uuid}[?v=N]`: a click that
+    /// submits a form returns before the next page has loaded. Returns its URL without
+    /// the query.
     async fn wait_for_sample_page(&self) -> Result<String, BoxError> {
         for _ in 0..100 {
             let url = self.url().await?;
-            if url
+            let path = url.split_once('?').map_or(url.as_str(), |(p, _)| p);
+            if path
                 .rsplit_once("/samples/")
                 .is_some_and(|(_, id)| uuid::Uuid::parse_str(id).is_ok())
             {
-                return Ok(url);
+                return Ok(path.to_owned());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

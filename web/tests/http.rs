@@ -55,9 +55,11 @@ impl TestApp {
             .await
     }
 
+    /// Registers through the API, asking for the sample as it then stands.
     async fn api_register(&self, body: Value) -> Result<reqwest::Response, reqwest::Error> {
         self.client
             .post(self.url("/api/samples"))
+            .header("Prefer", "return=representation")
             .json(&body)
             .send()
             .await
@@ -150,7 +152,8 @@ async fn the_lifecycle_through_the_pages_records_who_did_what() -> TestResult {
     let r = act("validate", ("notes", "A260/280 1.9"), "Cy").await?;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
 
-    let (_, page) = app.html(&format!("/samples/{id}")).await?;
+    // The page the action leads to shows it.
+    let (_, page) = app.html(&location(&r)).await?;
     assert!(page.contains("id=\"status\">validated<"), "{page}");
     for (event, detail, who) in [
         ("SampleReceived", "on dry ice", "Bo"),
@@ -288,7 +291,13 @@ async fn validating_a_rejected_sample_is_a_409_and_appends_nothing() -> TestResu
         "{created}"
     );
 
-    let post = |path: String, body: Value| app.client.post(app.url(&path)).json(&body).send();
+    let post = |path: String, body: Value| {
+        app.client
+            .post(app.url(&path))
+            .header("Prefer", "return=representation")
+            .json(&body)
+            .send()
+    };
     let r = post(
         format!("/api/samples/{id}/reject"),
         json!({"reason": "leaking tube"}),
@@ -328,6 +337,7 @@ async fn a_repeated_idempotency_key_returns_the_first_outcome() -> TestResult {
         app.client
             .post(app.url("/api/samples"))
             .header("Idempotency-Key", "scan-42")
+            .header("Prefer", "return=representation")
             .json(&json!({"sample_type": "saliva", "volume_ul": 2000, "temperature_zone": "4"}))
             .send()
     };
@@ -740,12 +750,73 @@ async fn each_action_form_on_the_sample_page_works_in_any_order() -> TestResult 
     assert_eq!(received.status(), StatusCode::SEE_OTHER);
     let rejected = submit("reject", ids[1].clone()).await?;
     assert_eq!(rejected.status(), StatusCode::SEE_OTHER);
-    let (_, page) = app.html(&format!("/samples/{id}")).await?;
+    let (_, page) = app.html(&location(&rejected)).await?;
     assert!(page.contains("id=\"status\">rejected<"), "{page}");
     assert_eq!(app.events().await?, 3);
     // Submitting a form twice (a double click, a browser resubmit) is one command.
     let twice = submit("reject", ids[1].clone()).await?;
     assert_eq!(twice.status(), StatusCode::SEE_OTHER);
     assert_eq!(app.events().await?, 3);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_command_answers_with_a_consistency_token_and_reads_can_wait_for_it() -> TestResult {
+    let app = TestApp::spawn().await?;
+    let created = app
+        .client
+        .post(app.url("/api/samples"))
+        .json(&json!({"barcode": "TOKEN-1", "sample_type": "dna", "volume_ul": 5, "temperature_zone": "-20"}))
+        .send()
+        .await?;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let token = created
+        .headers()
+        .get("consistency-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let created: Value = created.json().await?;
+    let id = created["sample_id"].as_str().ok_or("no id")?.to_owned();
+    assert_eq!(token, format!("{id}@1"));
+    assert_eq!(created["consistency_token"], token.as_str());
+    assert!(
+        created.get("sample").is_none(),
+        "no read-model wait unless asked: {created}"
+    );
+    let received: Value = app
+        .client
+        .post(app.url(&format!("/api/samples/{id}/receive")))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(received["version"], 2);
+    let sample: Value = app
+        .client
+        .get(app.url(&format!("/api/samples/{id}?min_version=2")))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(
+        (sample["status"].clone(), sample["version"].clone()),
+        (json!("received"), json!(2))
+    );
+    // The page a form leads to names the version it must show.
+    let response = app
+        .client
+        .post(app.url(&format!("/samples/{id}/validate")))
+        .form(&[
+            ("operator", "Cy"),
+            ("command_id", &uuid::Uuid::now_v7().to_string()),
+        ])
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let to = location(&response);
+    assert_eq!(to, format!("/samples/{id}?v=3"));
+    let (_, page) = app.html(&to).await?;
+    assert!(page.contains("id=\"status\">validated<"), "{page}");
     Ok(())
 }

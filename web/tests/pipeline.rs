@@ -180,10 +180,13 @@ impl Platform {
         Ok(())
     }
 
+    /// Posts a command and asks for the resource as it then stands (the answer waits for
+    /// the read model, fed through Kafka).
     async fn post(&self, path: &str, body: Value) -> Result<(StatusCode, Value), reqwest::Error> {
         let r = self
             .http
             .post(format!("{}{path}", self.base))
+            .header("Prefer", "return=representation")
             .json(&body)
             .send()
             .await?;
@@ -244,11 +247,40 @@ async fn commands_flow_through_kafka_to_the_samples_page() -> TestResult {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(received["sample"]["status"], "received", "{received}");
 
+    // A form's command answers at once; the page it leads to waits for the read model
+    // (fed through Kafka) to show the write.
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let response = no_redirects
+        .post(format!("{}/samples/{id}/validate", p.base))
+        .form(&[
+            ("operator", "Cy"),
+            ("command_id", &uuid::Uuid::now_v7().to_string()),
+        ])
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let to = response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(to, format!("/samples/{id}?v=3"));
+    let page = no_redirects
+        .get(format!("{}{to}", p.base))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(page.contains("id=\"status\">validated<"), "{page}");
+
     let applied: i64 =
         sqlx::query_scalar("SELECT count(*) FROM processed_events WHERE consumer = 'samples'")
             .fetch_one(&p.pool)
             .await?;
-    assert_eq!(applied, 2, "both events came through the consumer");
+    assert_eq!(applied, 3, "every event came through the consumer");
     let metrics = p
         .http
         .get(format!("{}/metrics", p.base))

@@ -111,24 +111,50 @@ impl RegisterBody {
     }
 }
 
-/// What a command answers: its outcome and the sample as it now stands.
+/// What a command answers: its own outcome, at once. The read model catches up
+/// asynchronously; `consistency_token` (also the `Consistency-Token` header) is what a
+/// later read passes to see at least this write (`GET /api/samples/{id}?min_version=`).
+/// With `Prefer: return=representation` the answer waits for the read model and includes
+/// the sample as it now stands.
 #[derive(Debug, Serialize)]
 pub struct CommandResponse {
     pub sample_id: Uuid,
     pub command_id: Uuid,
     /// The sample's version after this command's events.
     pub version: u64,
+    pub consistency_token: String,
     /// True when this repeated an earlier request with the same Idempotency-Key.
     pub replayed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub sample: Option<SampleRow>,
+}
+
+fn wants_representation(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim().eq_ignore_ascii_case("return=representation"))
 }
 
 async fn respond(
     state: &AppState,
+    headers: &HeaderMap,
     outcome: CommandOutcome,
     created: bool,
 ) -> Result<Response, AppError> {
-    let sample = state.samples.get(outcome.aggregate_id).await?;
+    let representation = wants_representation(headers);
+    let sample = if representation {
+        state
+            .samples
+            .wait_for_version(outcome.aggregate_id, outcome.last_version)
+            .await;
+        state.samples.get(outcome.aggregate_id).await?
+    } else {
+        None
+    };
+    let token = format!("{}@{}", outcome.aggregate_id, outcome.last_version);
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -140,11 +166,21 @@ async fn respond(
             sample_id: outcome.aggregate_id,
             command_id: outcome.command_id,
             version: outcome.last_version,
+            consistency_token: token.clone(),
             replayed: outcome.duplicate,
             sample,
         }),
     )
         .into_response();
+    if let Ok(value) = HeaderValue::from_str(&token) {
+        response.headers_mut().insert("consistency-token", value);
+    }
+    if representation {
+        response.headers_mut().insert(
+            "preference-applied",
+            HeaderValue::from_static("return=representation"),
+        );
+    }
     if created
         && let Ok(location) =
             HeaderValue::from_str(&format!("/api/samples/{}", outcome.aggregate_id))
@@ -172,7 +208,7 @@ pub async fn register(
         .named("RegisterSample")
         .with_fingerprint(fingerprint(&input));
     let outcome = state.samples.register(&input, &context).await?;
-    respond(&state, outcome, true).await
+    respond(&state, &headers, outcome, true).await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -224,7 +260,7 @@ pub async fn act(
         .samples
         .act(id, action, &text, expected, &context)
         .await?;
-    respond(&state, outcome, false).await
+    respond(&state, &headers, outcome, false).await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -260,12 +296,25 @@ pub async fn list(
     Ok(Json(state.samples.list(&filter).await?))
 }
 
-/// `GET /api/samples/{id}`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct GetQuery {
+    /// Wait (briefly) until the read model shows at least this version: the version a
+    /// command answered with.
+    min_version: Option<u64>,
+}
+
+/// `GET /api/samples/{id}[?min_version=N]`
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    query: Result<Query<GetQuery>, QueryRejection>,
 ) -> Result<Json<SampleRow>, AppError> {
     let id = parse_id(&id)?;
+    let Query(query) = query.map_err(|e| AppError::BadRequest(e.body_text()))?;
+    if let Some(version) = query.min_version {
+        state.samples.wait_for_version(id, version).await;
+    }
     state
         .samples
         .get(id)

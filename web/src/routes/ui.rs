@@ -240,8 +240,11 @@ pub async fn register(
     };
     match result {
         Ok(outcome) => {
-            let response =
-                Redirect::to(&format!("/samples/{}", outcome.aggregate_id)).into_response();
+            let response = Redirect::to(&format!(
+                "/samples/{}?v={}",
+                outcome.aggregate_id, outcome.last_version
+            ))
+            .into_response();
             remember_operator(response, operator.as_deref().unwrap_or_default())
         }
         Err(error) => {
@@ -322,13 +325,30 @@ fn parse_id(raw: &str) -> Result<Uuid, PageError> {
     })
 }
 
-/// `GET /samples/{id}`: the sample, its complete timeline, and what can be done next.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct DetailQuery {
+    /// The version a command just wrote (its consistency token): the page waits until
+    /// the read model shows it.
+    v: Option<u64>,
+}
+
+/// `GET /samples/{id}[?v=N]`: the sample, its complete timeline, and what can be done
+/// next; after a command, as of that command at least.
 pub async fn detail(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    Query(query): Query<DetailQuery>,
 ) -> Result<Response, PageError> {
-    let page = detail_page(&state, parse_id(&id)?, operator_of(&headers), None).await?;
+    let id = parse_id(&id)?;
+    let message = match query.v {
+        Some(version) if !state.samples.wait_for_version(id, version).await => Some(
+            "Your change is saved; this page may not show it yet. Refresh in a moment.".to_owned(),
+        ),
+        _ => None,
+    };
+    let page = detail_page(&state, id, operator_of(&headers), message).await?;
     Ok(render(StatusCode::OK, &page))
 }
 
@@ -383,8 +403,9 @@ pub async fn act(
         Err(error) => Err(error),
     };
     match result {
-        Ok(_) => {
-            let response = Redirect::to(&format!("/samples/{id}")).into_response();
+        Ok(outcome) => {
+            let response =
+                Redirect::to(&format!("/samples/{id}?v={}", outcome.last_version)).into_response();
             Ok(remember_operator(response, form.operator.trim()))
         }
         Err(error @ (AppError::NotFound(_) | AppError::Unavailable(_) | AppError::Internal(_))) => {
