@@ -273,10 +273,32 @@ impl<P: Projection> Applier<P> {
         *identity = (Some(envelope.event_type.clone()), Some(envelope.event_id));
         let mut tx = self.pool.begin().await?;
         let applied = self.apply_in(&mut tx, &envelope).await?;
-        event_sourcing::notify_progress(&mut tx, P::NAME).await?;
+        let ids: &[Uuid] = if applied == Applied::Applied {
+            std::slice::from_ref(&envelope.event_id)
+        } else {
+            &[]
+        };
+        self.finish(&mut tx, ids).await?;
         tx.commit().await?;
         self.observe_lag(envelope.recorded_at);
         Ok(applied)
+    }
+
+    /// Last steps before commit: stamp the applied events' `processed_at` with the real
+    /// instant (`now()` would be the transaction's start, before the work and the commit
+    /// that projection lag must include), and notify waiting pages.
+    async fn finish(&self, conn: &mut PgConnection, applied: &[Uuid]) -> Result<(), sqlx::Error> {
+        if !applied.is_empty() {
+            sqlx::query(
+                "UPDATE processed_events SET processed_at = clock_timestamp() \
+                 WHERE consumer = $1 AND event_id = ANY($2)",
+            )
+            .bind(P::NAME)
+            .bind(applied)
+            .execute(&mut *conn)
+            .await?;
+        }
+        event_sourcing::notify_progress(conn, P::NAME).await
     }
 
     /// Records the event as processed by this consumer and applies it, inside `conn`'s

@@ -217,38 +217,56 @@ async fn steady(args: &Args, broker: &Broker) -> Result<(), BoxError> {
     Ok(())
 }
 
-async fn catch_up(args: &Args, broker: &Broker) -> Result<(), BoxError> {
+async fn catch_up(args: &Args, broker: &Broker, events_per_sample: usize) -> Result<(), BoxError> {
     let (pool, name) = event_sourcing::testkit::fresh_database(10).await?;
     let store = EventStore::new(pool.clone(), StoreConfig::default());
     let catalog = Arc::new(web::pipeline::catalog()?);
     let codec = Arc::new(WireCodec::new(&registry(pool.clone()).await?, catalog));
     codec.register_all().await?;
-    // The backlog: registrations written straight into the store, 2,000 per commit.
+    // The backlog, written straight into the store: `events_per_sample` events per sample
+    // (registered; then received and validated), up to 2,000 samples per commit.
+    let lifecycle = |id: Uuid, n: u64| -> Result<Vec<cqrs::sample::SampleEvent>, BoxError> {
+        use cqrs::sample::SampleEvent::*;
+        Ok(vec![
+            SampleRegistered {
+                id: SampleId::from_uuid(id),
+                details: details(n)?,
+            },
+            SampleReceived { notes: None },
+            SampleValidated {
+                notes: Some(Note::parse("ok")?),
+            },
+        ])
+    };
     let mut written = 0;
     while written < args.backlog {
-        let batch: Vec<AppendRequest> = (0..2000.min(args.backlog - written))
+        let samples = (2000 * events_per_sample).min(args.backlog - written) / events_per_sample;
+        let batch: Vec<AppendRequest> = (0..samples.max(1))
             .map(|i| -> Result<AppendRequest, BoxError> {
                 let id = Uuid::now_v7();
-                let event = cqrs::sample::SampleEvent::SampleRegistered {
-                    id: SampleId::from_uuid(id),
-                    details: details((written + i) as u64)?,
-                };
+                let events = lifecycle(id, (written + i) as u64)?
+                    .into_iter()
+                    .take(events_per_sample)
+                    .map(|event| -> Result<NewEvent, BoxError> {
+                        Ok(NewEvent {
+                            event_id: Uuid::now_v7(),
+                            event_type: event.event_type(),
+                            schema_version: cqrs::sample::SampleEvent::SCHEMA_VERSION,
+                            payload: event.to_payload()?.to_string(),
+                            metadata: CommandContext::new("bench").event_metadata(),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
                 Ok(AppendRequest {
                     aggregate_type: "Sample",
                     aggregate_id: id,
                     expected_version: 0,
-                    events: vec![NewEvent {
-                        event_id: Uuid::now_v7(),
-                        event_type: event.event_type(),
-                        schema_version: cqrs::sample::SampleEvent::SCHEMA_VERSION,
-                        payload: event.to_payload()?.to_string(),
-                        metadata: CommandContext::new("bench").event_metadata(),
-                    }],
+                    events,
                     ..AppendRequest::default()
                 })
             })
             .collect::<Result<_, _>>()?;
-        written += batch.len();
+        written += batch.iter().map(|r| r.events.len()).sum::<usize>();
         for result in store.append_all(&batch).await {
             result?;
         }
@@ -277,7 +295,7 @@ async fn catch_up(args: &Args, broker: &Broker) -> Result<(), BoxError> {
             .get_sample_sum()
     };
     println!(
-        "catch_up backlog={published} secs={secs:.2} events_per_s={:.0} claim_s={:.2} encode_s={:.2} send_s={:.2}",
+        "catch_up events_per_sample={events_per_sample} backlog={published} secs={secs:.2} events_per_s={:.0} claim_s={:.2} encode_s={:.2} send_s={:.2}",
         published as f64 / secs,
         stage("claim"),
         stage("encode"),
@@ -304,6 +322,7 @@ async fn main() -> Result<(), BoxError> {
     let args = args()?;
     let broker = Broker::start().await?;
     steady(&args, &broker).await?;
-    catch_up(&args, &broker).await?;
+    catch_up(&args, &broker, 1).await?;
+    catch_up(&args, &broker, 3).await?;
     Ok(())
 }
