@@ -471,3 +471,66 @@ async fn poison_rows_are_parked_and_everything_else_keeps_flowing_in_order() -> 
     verify_topic(&store, &codec, &broker.address).await?;
     verify_topic_of(&store, &codec, &broker.address, "Widget", &[]).await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_parked_aggregate_with_a_long_tail_does_not_stall_the_others() -> TestResult {
+    let broker = Broker::start().await?;
+    let store = store().await?;
+    let codec = codec(&registry(store.pool().clone()).await?, sample_catalog()?).await?;
+    // One sample with a poisoned first event and 40 events behind it...
+    let stuck = Uuid::now_v7();
+    let ctx = || CommandContext::new("tech");
+    store
+        .execute::<Sample>(
+            stuck,
+            SampleCommand::Register {
+                id: cqrs::sample::SampleId::from_uuid(stuck),
+                details: kafka::testkit::details("TAIL-00001")?,
+            },
+            &ctx(),
+            ExpectedVersion::Exactly(0),
+        )
+        .await?;
+    sqlx::query("UPDATE events SET payload = jsonb_set(payload, '{volume_ul}', '\"lots\"') WHERE aggregate_id = $1")
+        .bind(stuck)
+        .execute(store.pool())
+        .await?;
+    let tail: Vec<(Uuid, i64)> = (2..=41).map(|v| (Uuid::now_v7(), v)).collect();
+    for (event_id, version) in &tail {
+        // Raw appends: the decider would refuse receiving twice; the relay does not care.
+        let appended = store
+            .append_all(&[event_sourcing::AppendRequest {
+                aggregate_type: "Sample",
+                aggregate_id: stuck,
+                expected_version: u64::try_from(*version - 1)?,
+                events: vec![event_sourcing::NewEvent {
+                    event_id: *event_id,
+                    event_type: "SampleReceived",
+                    schema_version: 2,
+                    payload: "{\"notes\": null}".into(),
+                    metadata: ctx().event_metadata(),
+                }],
+                ..event_sourcing::AppendRequest::default()
+            }])
+            .await;
+        for result in appended {
+            result?;
+        }
+    }
+    // ...then ordinary lab work, published in batches smaller than the blocked tail.
+    lab_day(&store, 5, "FLOW").await?;
+    let (relay, _) = relay_with(&store, &codec, &broker.address, |c| c.batch_size = 10)?;
+    for _ in 0..10 {
+        relay.publish_batch().await?;
+    }
+    let (waiting_others, waiting_tail): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE aggregate_id <> $1), count(*) FILTER (WHERE aggregate_id = $1) \
+         FROM outbox WHERE published_at IS NULL",
+    )
+    .bind(stuck)
+    .fetch_one(store.pool())
+    .await?;
+    assert_eq!(waiting_others, 0, "every other sample's events went out");
+    assert_eq!(waiting_tail, 41, "the blocked sample waits, whole");
+    Ok(())
+}

@@ -2,15 +2,25 @@
 -- events. One statement, so its transaction ends before any network I/O.
 -- A row is left out when its aggregate has an older unpublished row outside this claim
 -- (leased by another relay, locked by a concurrent claim, or parked): per-aggregate order.
+-- Rows waiting behind a parked row, or behind a row another relay is sending, are not
+-- even candidates: otherwise a long tail of one blocked aggregate would fill every batch
+-- and stall the whole outbox.
 WITH candidates AS (
-    SELECT position, aggregate_id
-    FROM outbox
-    WHERE published_at IS NULL
-      AND parked_at IS NULL
-      AND (leased_until IS NULL OR leased_until < clock_timestamp())
-    ORDER BY position
+    SELECT o.position, o.aggregate_id
+    FROM outbox o
+    WHERE o.published_at IS NULL
+      AND o.parked_at IS NULL
+      AND (o.leased_until IS NULL OR o.leased_until < clock_timestamp())
+      AND NOT EXISTS (
+          SELECT 1 FROM outbox b
+          WHERE b.aggregate_id = o.aggregate_id
+            AND b.published_at IS NULL
+            AND b.position < o.position
+            AND (b.parked_at IS NOT NULL OR b.leased_until >= clock_timestamp())
+      )
+    ORDER BY o.position
     LIMIT $1
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE OF o SKIP LOCKED
 ), blockers AS (
     SELECT o.aggregate_id, min(o.position) AS first_blocked
     FROM outbox o
