@@ -348,6 +348,12 @@ async fn a_transaction_older_than_the_rebase_still_writes_after_the_stored_log()
     sqlx::query("SELECT pg_current_xact_id()")
         .execute(&mut *old)
         .await?;
+    // Younger transactions finish meanwhile, so the old one is below the snapshot's xmax.
+    for _ in 0..3 {
+        sqlx::query("SELECT pg_current_xact_id()")
+            .execute(store.pool())
+            .await?;
+    }
 
     store.rebase_log_xid().await?;
     let transaction_id = insert_direct(&mut old).await?;
