@@ -34,17 +34,25 @@ $$;
 CREATE TRIGGER log_epoch_only_up BEFORE UPDATE OR DELETE ON log_epoch
     FOR EACH ROW EXECUTE FUNCTION tracseq_log_epoch_only_up();
 
+-- These run on every append and every follower read. PL/pgSQL, not SQL: a SQL function
+-- that cannot be inlined is planned again on every call (about a millisecond here),
+-- while PL/pgSQL keeps its plans for the session.
+--
 -- A missing row counts as offset 0 (a restore that did not copy it): if that puts the
 -- counter below stored ids, the order check below refuses, so it cannot pass unnoticed.
 CREATE FUNCTION tracseq_log_xid_offset() RETURNS bigint
-LANGUAGE sql STABLE AS $$
-    SELECT COALESCE((SELECT xid_offset FROM log_epoch), 0)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN COALESCE((SELECT xid_offset FROM log_epoch), 0);
+END
 $$;
 
 -- The calling transaction's log id: what events.transaction_id records.
 CREATE FUNCTION tracseq_log_xid() RETURNS bigint
-LANGUAGE sql STABLE PARALLEL UNSAFE AS $$
-    SELECT pg_current_xact_id()::text::bigint + tracseq_log_xid_offset()
+LANGUAGE plpgsql STABLE PARALLEL UNSAFE AS $$
+BEGIN
+    RETURN pg_current_xact_id()::text::bigint + COALESCE((SELECT xid_offset FROM log_epoch), 0);
+END
 $$;
 
 ALTER TABLE events ALTER COLUMN transaction_id SET DEFAULT tracseq_log_xid();
@@ -61,13 +69,17 @@ CREATE FUNCTION tracseq_log_order(
     OUT next_log_id bigint,
     -- Followers read below this: the oldest transaction still running.
     OUT horizon bigint)
-LANGUAGE sql STABLE AS $$
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
     SELECT s.o,
-           COALESCE((SELECT max(transaction_id) FROM events), 0),
-           COALESCE((SELECT max(transaction_id) FROM projection_checkpoints), 0),
+           COALESCE((SELECT max(e.transaction_id) FROM events e), 0),
+           COALESCE((SELECT max(c.transaction_id) FROM projection_checkpoints c), 0),
            pg_snapshot_xmax(s.snap)::text::bigint + s.o,
            pg_snapshot_xmin(s.snap)::text::bigint + s.o
-    FROM (SELECT tracseq_log_xid_offset() AS o, pg_current_snapshot() AS snap) s
+      INTO xid_offset, newest_event, newest_checkpoint, next_log_id, horizon
+      FROM (SELECT COALESCE((SELECT l.xid_offset FROM log_epoch l), 0) AS o,
+                   pg_current_snapshot() AS snap) s;
+END
 $$;
 
 -- Refuses (SQLSTATE TQ001) when the counter is at or below stored ids; returns the
