@@ -65,7 +65,8 @@ CREATE FUNCTION tracseq_log_order(
     OUT xid_offset bigint,
     OUT newest_event bigint,
     OUT newest_checkpoint bigint,
-    -- The first id not yet handed out (xmax: reading it does not take an xid).
+    -- One past the newest finished transaction (the snapshot's xmax; reading it takes
+    -- no xid): every committed id is below it.
     OUT next_log_id bigint,
     -- Followers read below this: the oldest transaction still running.
     OUT horizon bigint)

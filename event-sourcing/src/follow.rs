@@ -30,9 +30,9 @@
 //! store reports as [`StoreError::LogOrderBroken`], whenever
 //!
 //! * the counter is not above the log: the newest stored event or checkpoint id is at
-//!   or above `xmax` plus offset, the first id not yet handed out. Everything stored was
-//!   committed before the snapshot and so has a lower id in an intact cluster; this
-//!   never fires falsely. It reads `xmax` rather than taking an id, so checking costs no
+//!   or above the snapshot's `xmax` plus offset (one past the newest finished
+//!   transaction). Everything stored was committed before the snapshot and so has a
+//!   lower id in an intact cluster; this never fires falsely. It reads `xmax` rather than taking an id, so checking costs no
 //!   transaction id. Checked by every read of [`read_after`] (also when nothing lies
 //!   after the cursor, which is what a follower sees after a restart), by the projection
 //!   runner before it follows, by `EventStore::new` (logged: it cannot fail) and by a
