@@ -36,6 +36,7 @@
 
 use crate::error::StoreError;
 use crate::follow::LogCursor;
+use crate::log_epoch;
 use crate::metadata::EventMetadata;
 use sqlx::PgPool;
 use sqlx::postgres::PgDatabaseError;
@@ -249,25 +250,45 @@ async fn commit_round(pool: &PgPool, requests: &[&AppendRequest]) -> Vec<AppendR
     if requests.is_empty() {
         return Vec::new();
     }
-    match run_statement(pool, requests).await {
-        Ok(results) => results,
-        Err(error) if requests.len() == 1 => vec![Err(classify(error, requests[0]))],
-        Err(error) => {
-            tracing::debug!(%error, size = requests.len(), "batch failed as a whole; retrying its requests one by one");
-            let mut results = Vec::with_capacity(requests.len());
-            for request in requests {
-                let result = match run_statement(pool, std::slice::from_ref(request)).await {
-                    Ok(mut one) => one.pop().unwrap_or(Err(StoreError::Closed)),
-                    Err(error) => Err(classify(error, request)),
-                };
-                results.push(result);
-            }
-            results
-        }
+    let error = match run_statement(pool, requests).await {
+        Ok(results) => return results,
+        Err(error) => error,
+    };
+    // Every request would be refused alike; one by one would only repeat the refusal.
+    if let Some(StoreError::LogOrderBroken {
+        newest_stored,
+        current,
+    }) = log_epoch::log_order_broken(&error)
+    {
+        return requests
+            .iter()
+            .map(|_| {
+                Err(StoreError::LogOrderBroken {
+                    newest_stored,
+                    current,
+                })
+            })
+            .collect();
     }
+    if requests.len() == 1 {
+        return vec![Err(classify(error, requests[0]))];
+    }
+    tracing::debug!(%error, size = requests.len(), "batch failed as a whole; retrying its requests one by one");
+    let mut results = Vec::with_capacity(requests.len());
+    for request in requests {
+        let result = match run_statement(pool, std::slice::from_ref(request)).await {
+            Ok(mut one) => one.pop().unwrap_or(Err(StoreError::Closed)),
+            Err(error) => Err(classify(error, request)),
+        };
+        results.push(result);
+    }
+    results
 }
 
 fn classify(error: sqlx::Error, request: &AppendRequest) -> StoreError {
+    if let Some(broken) = log_epoch::log_order_broken(&error) {
+        return broken;
+    }
     if let Some(db) = error.as_database_error() {
         match db.constraint() {
             Some("commands_pkey") => {

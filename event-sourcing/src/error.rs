@@ -28,6 +28,18 @@ pub enum StoreError {
     Payload(#[from] cqrs::PayloadError),
     #[error("the event store's writers have stopped")]
     Closed,
+    /// The database's transaction-id counter is not above the log ids already stored, as
+    /// after a logical dump/restore or replication to a new cluster: new events would sort
+    /// before followers' checkpoints and never be read. Nothing is appended or read until
+    /// an operator runs the re-base; retrying does not help.
+    #[error(
+        "event log order broken: the transaction-id counter (log id {current}) is not above \
+         stored log ids (newest {newest_stored}), as after a logical dump/restore or \
+         replication to a new cluster; nothing is appended or followed until the log is \
+         re-based: run `SELECT * FROM tracseq_rebase_log_xid();` on the database \
+         (or EventStore::rebase_log_xid) once"
+    )]
+    LogOrderBroken { newest_stored: i64, current: i64 },
 }
 
 impl StoreError {

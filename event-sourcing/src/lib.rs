@@ -6,6 +6,7 @@ mod append;
 mod cache;
 mod error;
 mod follow;
+mod log_epoch;
 mod metadata;
 mod progress;
 mod projection;
@@ -17,6 +18,7 @@ pub mod testkit;
 pub use append::{AppendRequest, Appended, NewEvent, SnapshotWrite, UniqueClaim};
 pub use error::{CommandError, StoreError};
 pub use follow::{LogCursor, StoredEvent};
+pub use log_epoch::{Rebased, check_log_order, rebase_log_xid};
 pub use metadata::{CommandContext, EventMetadata, new_traceparent};
 pub use progress::{Progress, ProgressBoard, Stuck};
 pub use projection::{

@@ -191,6 +191,9 @@ impl<P: Projection> ProjectionRunner<P> {
 
     async fn run(&self, progress: &watch::Sender<LogCursor>) -> Result<(), ProjectionError> {
         let pool = self.store.pool();
+        // Refuse before following from a checkpoint that new events may already sort
+        // below; the spawn loop reports it (readiness) and resumes after the re-base.
+        self.store.check_log_order().await?;
         let mut cursor = load_checkpoint(pool, P::NAME).await?;
         progress.send_replace(cursor);
         let mut commits = self.store.commits();

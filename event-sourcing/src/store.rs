@@ -4,6 +4,7 @@ use crate::append::{self, AppendRequest, Appended, BatchLimits, Pending};
 use crate::cache::StateCache;
 use crate::error::StoreError;
 use crate::follow::{self, EVENT_COLUMNS, LogCursor, StoredEvent};
+use crate::log_epoch::{self, Rebased};
 use crate::metadata::CommandContext;
 use cqrs::{Aggregate, DomainEvent};
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -72,6 +73,18 @@ impl EventStore {
             committed_tx,
         );
         let cache = Arc::new(StateCache::new(config.state_cache_capacity));
+        // `new` cannot fail, so a broken log order is shouted here at start-up; appends
+        // and reads refuse on their own either way.
+        let checked = pool.clone();
+        tokio::spawn(async move {
+            match log_epoch::check_log_order(&checked).await {
+                Err(error @ StoreError::LogOrderBroken { .. }) => {
+                    tracing::error!(%error, "event store refuses to append or follow");
+                }
+                Err(error) => tracing::warn!(%error, "could not check the event log's order"),
+                Ok(()) => {}
+            }
+        });
         Self {
             pool,
             config,
@@ -195,6 +208,19 @@ impl EventStore {
         limit: i64,
     ) -> Result<Vec<StoredEvent<Value>>, StoreError> {
         follow::read_after(&self.pool, cursor, limit).await
+    }
+
+    /// Refuses with [`StoreError::LogOrderBroken`] if the database's transaction-id
+    /// counter is not above the stored log (after a logical move to a new cluster); see
+    /// [`crate::follow`].
+    pub async fn check_log_order(&self) -> Result<(), StoreError> {
+        log_epoch::check_log_order(&self.pool).await
+    }
+
+    /// Re-bases the log after a logical move so that new events sort after every stored
+    /// event and checkpoint; see [`crate::rebase_log_xid`].
+    pub async fn rebase_log_xid(&self) -> Result<Rebased, StoreError> {
+        log_epoch::rebase_log_xid(&self.pool).await
     }
 
     /// Streams every event in position order (for replay); one query, rows arrive as the

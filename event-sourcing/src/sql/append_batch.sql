@@ -39,10 +39,13 @@ WITH req AS (
     SELECT ARRAY(SELECT aggregate_id FROM created UNION ALL SELECT aggregate_id FROM advanced)
         AS ids
 ), appended AS (
-    INSERT INTO events (aggregate_type, aggregate_id, version, event_id, event_type,
-                        schema_version, payload, metadata)
-    SELECT e.aggregate_type, e.aggregate_id, e.version, e.event_id, e.event_type,
-           e.schema_version, e.payload::jsonb, e.metadata::jsonb
+    -- The log id once per statement (an initplan) rather than the column default's
+    -- function call per row; the same value either way. The insert's statement trigger
+    -- refuses (TQ001) while the log needs a re-base (see follow.rs).
+    INSERT INTO events (transaction_id, aggregate_type, aggregate_id, version, event_id,
+                        event_type, schema_version, payload, metadata)
+    SELECT (SELECT tracseq_log_xid()), e.aggregate_type, e.aggregate_id, e.version,
+           e.event_id, e.event_type, e.schema_version, e.payload::jsonb, e.metadata::jsonb
     FROM unnest($5::text[], $6::uuid[], $7::bigint[], $8::uuid[], $9::text[], $10::int[],
                 $11::text[], $12::text[])
         WITH ORDINALITY AS e(aggregate_type, aggregate_id, version, event_id, event_type,
