@@ -5,6 +5,8 @@
 //!   local runs and tests (`SCHEMA_REGISTRY_LISTEN`, default 127.0.0.1:8081).
 //! - `tracseq relay` runs only an outbox relay (several may run at once).
 //! - `tracseq topics` creates the platform's topics on `KAFKA_BROKERS` (3 partitions each).
+//! - `tracseq rebase-log` re-bases the event log's order after a logical move of the
+//!   database to a new cluster (see the README's operations section).
 
 use std::process::ExitCode;
 use web::{Application, Settings, telemetry};
@@ -24,9 +26,10 @@ async fn main() -> ExitCode {
         Some("schema-registry") => schema_registry(settings).await,
         Some("topics") => create_topics(settings).await,
         Some("relay") => relay(settings).await,
+        Some("rebase-log") => rebase_log(settings).await,
         Some(other) => {
             eprintln!(
-                "tracseq: unknown command '{other}'; usage: tracseq [serve | schema-registry | topics | relay]"
+                "tracseq: unknown command '{other}'; usage: tracseq [serve | schema-registry | topics | relay | rebase-log]"
             );
             ExitCode::from(2)
         }
@@ -95,6 +98,22 @@ async fn relay(settings: Settings) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "relay failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn rebase_log(settings: Settings) -> ExitCode {
+    match web::startup::rebase_log(&settings).await {
+        Ok(rebased) => {
+            println!(
+                "log re-based: offset {} -> {}, newest stored {}, next {}",
+                rebased.old_offset, rebased.new_offset, rebased.newest_stored, rebased.next_log_id
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            tracing::error!(%error, "re-base failed");
             ExitCode::FAILURE
         }
     }

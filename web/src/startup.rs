@@ -30,6 +30,8 @@ pub enum StartupError {
     Pipeline(#[from] crate::pipeline::PipelineError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error(transparent)]
+    Store(#[from] event_sourcing::StoreError),
 }
 
 /// Shared by every request handler.
@@ -144,6 +146,13 @@ pub async fn run_schema_registry(settings: &Settings) -> Result<(), StartupError
     tracing::info!(url = %format!("http://{}", server.local_addr()?), "schema registry is serving");
     server.serve(shutdown_signal()).await?;
     Ok(())
+}
+
+/// Re-bases the event log's order (after a logical move of the database).
+pub async fn rebase_log(settings: &Settings) -> Result<event_sourcing::Rebased, StartupError> {
+    let pool = connect(settings).await?;
+    MIGRATOR.run(&pool).await?;
+    Ok(event_sourcing::rebase_log_xid(&pool).await?)
 }
 
 /// Runs an outbox relay on its own until Ctrl-C or SIGTERM.
