@@ -1,6 +1,6 @@
 //! PostgreSQL event store: appends with optimistic concurrency and group commit,
 //! idempotent commands, a transactional outbox, snapshots, and a gap-free way to follow
-//! the whole log in order.
+//! the whole log in order, and retention of the bookkeeping tables.
 
 mod append;
 mod cache;
@@ -10,6 +10,7 @@ mod metadata;
 mod progress;
 mod projection;
 mod repository;
+pub mod retention;
 mod store;
 pub mod testkit;
 
@@ -23,6 +24,7 @@ pub use projection::{
     is_transient_database_error,
 };
 pub use repository::{CommandOutcome, ExpectedVersion};
+pub use retention::{Pruned, Retention};
 pub use store::{EventStore, Loaded, RecordedCommand, RecordedOutcome, StoreConfig};
 
 /// The project's migrations (event store and read tables), applied at start-up.
