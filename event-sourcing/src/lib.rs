@@ -1,6 +1,6 @@
 //! PostgreSQL event store: appends with optimistic concurrency and group commit,
 //! idempotent commands, a transactional outbox, snapshots, and a gap-free way to follow
-//! the whole log in order.
+//! the whole log in order, and retention of the bookkeeping tables.
 
 mod append;
 mod cache;
@@ -12,6 +12,7 @@ mod progress;
 mod projection;
 mod read_progress;
 mod repository;
+pub mod retention;
 mod store;
 pub mod testkit;
 
@@ -27,6 +28,7 @@ pub use projection::{
 };
 pub use read_progress::{READ_PROGRESS_CHANNEL, ReadProgress, notify_progress};
 pub use repository::{CommandOutcome, ExpectedVersion};
+pub use retention::{Pruned, Retention};
 pub use store::{EventStore, Loaded, RecordedCommand, RecordedOutcome, StoreConfig};
 
 /// The project's migrations (event store and read tables), applied at start-up.

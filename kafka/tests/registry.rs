@@ -297,7 +297,7 @@ async fn errors_carry_confluent_codes() -> TestResult {
         42202,
     );
 
-    // A soft-deleted subject's schema is still found by id with ?deleted=true.
+    // A soft-deleted subject's schema is still found by id, with or without ?deleted=true.
     let (_, latest) = r
         .call(
             reqwest::Method::GET,
@@ -310,12 +310,10 @@ async fn errors_carry_confluent_codes() -> TestResult {
         .call(reqwest::Method::DELETE, "/subjects/tubes-value", None)
         .await?;
     assert_eq!((status, deleted), (StatusCode::OK, json!([1])));
-    expect(
-        r.call(reqwest::Method::GET, &format!("/schemas/ids/{id}"), None)
-            .await?,
-        404,
-        40403,
-    );
+    let (status, _) = r
+        .call(reqwest::Method::GET, &format!("/schemas/ids/{id}"), None)
+        .await?;
+    assert_eq!(status, StatusCode::OK);
     let (status, _) = r
         .call(
             reqwest::Method::GET,
@@ -324,5 +322,34 @@ async fn errors_carry_confluent_codes() -> TestResult {
         )
         .await?;
     assert_eq!(status, StatusCode::OK);
+    Ok(())
+}
+
+/// Confluent keeps a soft-deleted subject's schemas readable by id: messages already
+/// written with that id must stay decodable by their consumers.
+#[tokio::test]
+async fn a_soft_deleted_subjects_schema_stays_readable_by_id() -> TestResult {
+    let r = Registry::start().await?;
+    let schema = record(r#"{"name":"barcode","type":"string"}"#);
+    let (status, body) = r.register("old-tubes-value", &schema).await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let id = body["id"].as_i64().ok_or("no id")?;
+
+    let (status, deleted) = r
+        .call(reqwest::Method::DELETE, "/subjects/old-tubes-value", None)
+        .await?;
+    assert_eq!((status, deleted), (StatusCode::OK, json!([1])));
+    // The subject is gone from the listing...
+    let (_, subjects) = r.call(reqwest::Method::GET, "/subjects", None).await?;
+    assert_eq!(subjects, json!([]));
+
+    // ...but the id still answers with the schema, as for a consumer decoding an old message.
+    let (status, body) = r
+        .call(reqwest::Method::GET, &format!("/schemas/ids/{id}"), None)
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let served: Value = serde_json::from_str(body["schema"].as_str().ok_or("no schema")?)?;
+    let registered: Value = serde_json::from_str(&schema)?;
+    assert_eq!(served, registered);
     Ok(())
 }

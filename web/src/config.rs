@@ -82,6 +82,16 @@ pub struct Settings {
     /// the broker's): how topics are created; a real cluster wants 3 and 2
     pub topic_replication: i32,
     pub topic_min_insync: Option<u32>,
+    /// `TRACSEQ_RETAIN_OUTBOX_DAYS` (default 7, 0 = keep forever): how long published
+    /// outbox rows are kept; unpublished and parked rows are never deleted
+    pub retain_outbox_days: u32,
+    /// `TRACSEQ_RETAIN_PROCESSED_DAYS` (default 30, 0 = keep forever): how long consumers'
+    /// de-duplication rows are kept; must exceed the Kafka topics' retention, or a
+    /// redelivered old message would be applied again
+    pub retain_processed_days: u32,
+    /// `TRACSEQ_RETAIN_COMMANDS_DAYS` (default 7, 0 = keep forever): the idempotency
+    /// window; an `Idempotency-Key` repeated after it counts as a new command
+    pub retain_commands_days: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +190,9 @@ impl Settings {
                 None => None,
                 Some(_) => Some(parse(&lookup, "TRACSEQ_TOPIC_MIN_INSYNC", 1)?),
             },
+            retain_outbox_days: parse(&lookup, "TRACSEQ_RETAIN_OUTBOX_DAYS", 7)?,
+            retain_processed_days: parse(&lookup, "TRACSEQ_RETAIN_PROCESSED_DAYS", 30)?,
+            retain_commands_days: parse(&lookup, "TRACSEQ_RETAIN_COMMANDS_DAYS", 7)?,
             relay_in_process: match lookup("TRACSEQ_RELAY").as_deref().map(str::trim) {
                 None | Some("") | Some("on") => true,
                 Some("off") => false,
@@ -192,6 +205,20 @@ impl Settings {
                 }
             },
         })
+    }
+}
+
+impl Settings {
+    /// What the retention job deletes, from the `TRACSEQ_RETAIN_*_DAYS` settings (see
+    /// [`event_sourcing::retention`] for why each is safe).
+    pub fn retention(&self) -> event_sourcing::Retention {
+        use event_sourcing::Retention;
+        Retention {
+            outbox: Retention::days(self.retain_outbox_days),
+            processed_events: Retention::days(self.retain_processed_days),
+            commands: Retention::days(self.retain_commands_days),
+            ..Retention::default()
+        }
     }
 }
 
@@ -227,6 +254,46 @@ mod tests {
         assert_eq!(s.log_format, LogFormat::Json);
         let err = settings(&[("TRACSEQ_LISTEN", "nowhere")]).expect_err("invalid");
         assert!(err.to_string().contains("TRACSEQ_LISTEN"), "{err}");
+    }
+
+    #[test]
+    fn retention_defaults_can_be_changed_or_turned_off() {
+        const DAY: u64 = 86_400;
+        let days = |d: u64| Some(std::time::Duration::from_secs(d * DAY));
+        let r = settings(&[]).expect("defaults").retention();
+        assert_eq!(
+            (r.outbox, r.processed_events, r.commands),
+            (days(7), days(30), days(7))
+        );
+
+        let r = settings(&[
+            ("TRACSEQ_RETAIN_OUTBOX_DAYS", "14"),
+            ("TRACSEQ_RETAIN_PROCESSED_DAYS", " 0 "),
+            ("TRACSEQ_RETAIN_COMMANDS_DAYS", "1"),
+        ])
+        .expect("valid")
+        .retention();
+        assert_eq!(
+            (r.outbox, r.processed_events, r.commands),
+            (days(14), None, days(1))
+        );
+
+        let off = settings(&[
+            ("TRACSEQ_RETAIN_OUTBOX_DAYS", "0"),
+            ("TRACSEQ_RETAIN_PROCESSED_DAYS", "0"),
+            ("TRACSEQ_RETAIN_COMMANDS_DAYS", "0"),
+        ])
+        .expect("valid");
+        assert!(off.retention().keeps_everything());
+
+        for (name, bad) in [
+            ("TRACSEQ_RETAIN_OUTBOX_DAYS", "-1"),
+            ("TRACSEQ_RETAIN_PROCESSED_DAYS", "a month"),
+            ("TRACSEQ_RETAIN_COMMANDS_DAYS", "1.5"),
+        ] {
+            let err = settings(&[(name, bad)]).expect_err("invalid");
+            assert!(err.to_string().contains(name), "{err}");
+        }
     }
 
     #[test]

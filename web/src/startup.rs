@@ -62,6 +62,7 @@ impl Application {
     /// Builds on an existing pool (tests give each run its own database).
     pub async fn with_pool(pool: PgPool, settings: &Settings) -> Result<Self, StartupError> {
         MIGRATOR.run(&pool).await?;
+        crate::retention::spawn(pool.clone(), settings);
         let store = EventStore::new(
             pool,
             StoreConfig {

@@ -2,6 +2,11 @@
 //! (production uses Confluent's). It implements the subset of the REST API that Confluent
 //! clients call: registering and looking up schemas by subject, fetching by id, listing,
 //! compatibility configuration and checks, and soft deletion of a subject.
+//!
+//! As in Confluent's registry, a soft-deleted subject's schemas stay readable by id
+//! (`GET /schemas/ids/{id}`): ids are written into every message, and consumers of old
+//! messages must keep decoding them. There is no permanent delete, so an id never stops
+//! answering.
 
 mod compatibility;
 mod server;

@@ -136,12 +136,10 @@ async fn version_schema(
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], found.schema).into_response())
 }
 
-async fn schema_by_id(
-    State(store): State<RegistryStore>,
-    Path(id): Path<i32>,
-    Query(flags): Query<Flags>,
-) -> ApiResult {
-    ok(json!({ "schema": store.schema_by_id(id, flags.deleted).await? }))
+/// `?deleted=true` is accepted as Confluent's clients send it, and changes nothing: a
+/// soft-deleted subject's schemas are readable by id either way.
+async fn schema_by_id(State(store): State<RegistryStore>, Path(id): Path<i32>) -> ApiResult {
+    ok(json!({ "schema": store.schema_by_id(id).await? }))
 }
 
 async fn get_global_config(State(store): State<RegistryStore>) -> ApiResult {

@@ -281,25 +281,25 @@ impl RegistryStore {
         })
     }
 
-    /// The schema with this id; a schema only used by deleted subjects is found only when
-    /// `include_deleted`.
-    pub async fn schema_by_id(
-        &self,
-        id: i32,
-        include_deleted: bool,
-    ) -> Result<String, RegistryError> {
-        sqlx::query_scalar(
-            "SELECT s.schema FROM schema_registry_schemas s WHERE s.id = $1 AND ($2 OR EXISTS \
-             (SELECT 1 FROM schema_registry_versions v WHERE v.schema_id = s.id AND NOT v.deleted))",
-        )
-        .bind(id)
-        .bind(include_deleted)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(RegistryError::SchemaNotFound)
+    /// The schema with this id, whether or not any subject still uses it.
+    ///
+    /// Confluent answers `GET /schemas/ids/{id}` for soft-deleted subjects' schemas too:
+    /// an id travels in every message written with it, and a consumer reading an old
+    /// message must still be able to decode it after the subject was deleted. Only a
+    /// permanent delete that leaves no version (live or soft-deleted) referring to the
+    /// schema removes it there; this registry has no permanent delete, so a schema, once
+    /// registered, stays readable by its id.
+    pub async fn schema_by_id(&self, id: i32) -> Result<String, RegistryError> {
+        sqlx::query_scalar("SELECT schema FROM schema_registry_schemas WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(RegistryError::SchemaNotFound)
     }
 
-    /// Soft-deletes every version of a subject; returns the versions deleted.
+    /// Soft-deletes every version of a subject; returns the versions deleted. The subject
+    /// disappears from listings and lookups, but its schemas stay readable by id (see
+    /// [`Self::schema_by_id`]).
     pub async fn delete_subject(&self, subject: &str) -> Result<Vec<i32>, RegistryError> {
         let versions: Vec<i32> = sqlx::query_scalar(
             "UPDATE schema_registry_versions SET deleted = true WHERE subject = $1 AND NOT deleted \
