@@ -63,8 +63,8 @@ impl EventStore {
     ///
     /// A repeat of a command id that already succeeded returns the first outcome and
     /// appends nothing. The check is made only when the command would otherwise fail
-    /// (rejected, conflicting, or its id already recorded), so the common path costs no
-    /// extra query: a repeat necessarily ends in one of those three.
+    /// (rejected, conflicting, or its id already recorded) or decides to do nothing, so
+    /// the common path costs no extra query: a repeat necessarily ends in one of those.
     #[tracing::instrument(name = "command", skip_all, fields(
         aggregate_type = A::TYPE,
         aggregate_id = %aggregate_id,
@@ -113,6 +113,11 @@ impl EventStore {
                 Err(rejection) => return self.reject::<A>(aggregate_id, context, rejection).await,
             };
             if events.is_empty() {
+                // Nothing to do is not proof of a first attempt: a repeat (or a reused
+                // key) must still get the recorded first outcome (or the refusal).
+                if let Some(first) = self.first_outcome::<A>(aggregate_id, context).await {
+                    return first;
+                }
                 return Ok(CommandOutcome {
                     aggregate_id,
                     command_id: context.command_id,

@@ -683,16 +683,25 @@ impl<P: Projection> DeadLetters<P> {
         .await
     }
 
-    /// Applies a dead letter again (at most once, however often it is re-processed).
+    /// Applies a pending dead letter again. One already re-processed is not applied a
+    /// second time, whenever it is asked (the consumer's de-duplication records expire
+    /// with retention; the dead letter's own status does not).
     pub async fn reprocess(&self, id: i64) -> Result<Option<Reprocessed>, sqlx::Error> {
-        let row: Option<(Vec<u8>,)> =
-            sqlx::query_as("SELECT payload FROM dead_letters WHERE id = $1")
+        let row: Option<(Vec<u8>, String)> =
+            sqlx::query_as("SELECT payload, status FROM dead_letters WHERE id = $1")
                 .bind(id)
                 .fetch_optional(self.applier.pool())
                 .await?;
-        let Some((payload,)) = row else {
+        let Some((payload, status)) = row else {
             return Ok(None);
         };
+        if status != "pending" {
+            return Ok(Some(Reprocessed {
+                id,
+                outcome: "already_reprocessed".into(),
+                error: None,
+            }));
+        }
         let result = match self.applier.apply(&payload, Persistence::Bounded).await {
             Ok(applied) => {
                 sqlx::query("UPDATE dead_letters SET status = 'reprocessed', reprocessed_at = now() WHERE id = $1")

@@ -197,6 +197,10 @@ impl OutboxRelay {
     fn producer(config: &RelayConfig) -> Result<FutureProducer, KafkaError> {
         producer_config(&config.brokers)
             .set("enable.idempotence", "true")
+            // A message that fails for good must not let a later one of its partition
+            // through (an aggregate's v2 before its v1): librdkafka raises a fatal
+            // error instead, and the relay replaces its producer.
+            .set("enable.gapless.guarantee", "true")
             .set("acks", "all")
             .set("linger.ms", "1")
             .set(
@@ -299,7 +303,7 @@ impl OutboxRelay {
             ..Round::default()
         };
         if claimed.is_empty() {
-            self.update_gauges(true).await;
+            self.update_gauges().await;
             return Ok(round);
         }
         let outcome = self.send_all(&claimed).await;
@@ -358,7 +362,7 @@ impl OutboxRelay {
         self.metrics
             .publish_duration
             .observe(started.elapsed().as_secs_f64());
-        self.update_gauges(false).await;
+        self.update_gauges().await;
         Ok(round)
     }
 
@@ -460,6 +464,11 @@ impl OutboxRelay {
                 .headers(headers);
             match producer.send_result(record) {
                 Ok(delivery) => deliveries.push((topic.as_str(), *c, delivery)),
+                Err((error, _)) if refused_for_good(&error) => {
+                    self.park(c, &format!("Kafka refuses this message: {error}"))
+                        .await?;
+                    parked += 1;
+                }
                 Err((error, _)) => {
                     self.breaker.record(false);
                     self.metrics
@@ -473,6 +482,14 @@ impl OutboxRelay {
         }
         for (topic, c, delivery) in deliveries {
             let outcome = delivery.await;
+            if let Ok(Err((error, _))) = &outcome
+                && refused_for_good(error)
+            {
+                self.park(c, &format!("Kafka refuses this message: {error}"))
+                    .await?;
+                parked += 1;
+                continue;
+            }
             let ok = matches!(outcome, Ok(Ok(_)));
             // Every message is a call the breaker judges: one batch against a dead broker
             // is many failures, not one.
@@ -497,12 +514,12 @@ impl OutboxRelay {
         Ok((outcomes, parked))
     }
 
-    /// Refreshes the backlog, parked and oldest-transaction gauges: when idle (`now`),
-    /// else at most every second, since counting a large backlog on every round would
-    /// slow the catch-up it measures.
-    async fn update_gauges(&self, now: bool) {
+    /// Refreshes the backlog, parked and oldest-transaction gauges at most once a second:
+    /// counting a large backlog on every round would slow the catch-up it measures, and
+    /// idle rounds come every few milliseconds.
+    async fn update_gauges(&self) {
         let due = self.gauges_checked.lock().is_ok_and(|mut last| {
-            let due = now || last.is_none_or(|at| at.elapsed() >= Duration::from_secs(1));
+            let due = last.is_none_or(|at| at.elapsed() >= Duration::from_secs(1));
             if due {
                 *last = Some(Instant::now());
             }
@@ -525,6 +542,23 @@ impl OutboxRelay {
             self.metrics.oldest_transaction_age.set(oldest);
         }
     }
+}
+
+/// Kafka errors that sending again will not cure (the message itself is refused), as
+/// opposed to an unreachable or overloaded cluster: such a row is parked, not retried.
+fn refused_for_good(error: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            Code::MessageSizeTooLarge
+                | Code::InvalidMessageSize
+                | Code::InvalidMessage
+                | Code::InvalidRecord
+                | Code::TopicAuthorizationFailed
+                | Code::InvalidTopic
+        )
+    )
 }
 
 /// An outbox row set aside, as operators see it.

@@ -534,3 +534,63 @@ async fn a_parked_aggregate_with_a_long_tail_does_not_stall_the_others() -> Test
     assert_eq!(waiting_tail, 41, "the blocked sample waits, whole");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_message_kafka_refuses_for_good_is_parked_not_retried_forever() -> TestResult {
+    let broker = Broker::start().await?;
+    let store = store().await?;
+    let codec = codec(&registry(store.pool().clone()).await?, sample_catalog()?).await?;
+    let id = Uuid::now_v7();
+    let ctx = || CommandContext::new("tech");
+    store
+        .execute::<Sample>(
+            id,
+            SampleCommand::Register {
+                id: cqrs::sample::SampleId::from_uuid(id),
+                details: kafka::testkit::details("HUGE-00001")?,
+            },
+            &ctx(),
+            ExpectedVersion::Exactly(0),
+        )
+        .await?;
+    // Notes of 2 MB, past the producer's largest message (1 MB): Kafka will never take it.
+    let huge = serde_json::json!({ "notes": "x".repeat(2_000_000) }).to_string();
+    for result in store
+        .append_all(&[event_sourcing::AppendRequest {
+            aggregate_type: "Sample",
+            aggregate_id: id,
+            expected_version: 1,
+            events: vec![event_sourcing::NewEvent {
+                event_id: Uuid::now_v7(),
+                event_type: "SampleReceived",
+                schema_version: 2,
+                payload: huge,
+                metadata: ctx().event_metadata(),
+            }],
+            ..event_sourcing::AppendRequest::default()
+        }])
+        .await
+    {
+        result?;
+    }
+    let (relay, metrics) = relay(&store, &codec, &broker.address)?;
+    let mut rounds = 0;
+    while relay.publish_batch().await?.claimed > 0 {
+        rounds += 1;
+        assert!(rounds < 5, "the refused message keeps coming back");
+    }
+    let set_aside = parked(store.pool(), 10).await?;
+    assert_eq!(set_aside.len(), 1, "{set_aside:?}");
+    assert!(
+        set_aside[0].reason.contains("Kafka refuses"),
+        "{}",
+        set_aside[0].reason
+    );
+    assert_eq!(metrics.outbox_parked.get(), 1);
+    assert_eq!(
+        backlog(&store).await?,
+        1,
+        "the registration went out; the refused row waits"
+    );
+    Ok(())
+}

@@ -435,7 +435,7 @@ async fn poison_messages_are_dead_lettered_and_reprocessed_once_fixed() -> TestR
                 json!({}),
             )
             .await?;
-        assert_eq!(again["outcome"], "already_applied", "{again}");
+        assert_eq!(again["outcome"], "already_reprocessed", "{again}");
     }
     let (_, sample) = p.get(&format!("/api/samples/{clash_id}")).await?;
     assert_eq!(sample["version"], 2);

@@ -145,8 +145,9 @@ async fn respond(
     created: bool,
 ) -> Result<Response, AppError> {
     let representation = wants_representation(headers);
+    let mut stale = false;
     let sample = if representation {
-        state
+        stale = !state
             .samples
             .wait_for_version(outcome.aggregate_id, outcome.last_version)
             .await;
@@ -175,11 +176,17 @@ async fn respond(
     if let Ok(value) = HeaderValue::from_str(&token) {
         response.headers_mut().insert("consistency-token", value);
     }
-    if representation {
+    if representation && !stale {
         response.headers_mut().insert(
             "preference-applied",
             HeaderValue::from_static("return=representation"),
         );
+    }
+    if stale {
+        // The read model did not catch up in time: `sample` may be older than `version`.
+        response
+            .headers_mut()
+            .insert("read-model-stale", HeaderValue::from_static("true"));
     }
     if created
         && let Ok(location) =
@@ -309,18 +316,25 @@ pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
     query: Result<Query<GetQuery>, QueryRejection>,
-) -> Result<Json<SampleRow>, AppError> {
+) -> Result<Response, AppError> {
     let id = parse_id(&id)?;
     let Query(query) = query.map_err(|e| AppError::BadRequest(e.body_text()))?;
-    if let Some(version) = query.min_version {
-        state.samples.wait_for_version(id, version).await;
-    }
-    state
+    let stale = match query.min_version {
+        Some(version) => !state.samples.wait_for_version(id, version).await,
+        None => false,
+    };
+    let sample = state
         .samples
         .get(id)
         .await?
-        .map(Json)
-        .ok_or_else(|| AppError::NotFound(format!("no sample with id '{id}'")))
+        .ok_or_else(|| AppError::NotFound(format!("no sample with id '{id}'")))?;
+    let mut response = Json(sample).into_response();
+    if stale {
+        response
+            .headers_mut()
+            .insert("read-model-stale", HeaderValue::from_static("true"));
+    }
+    Ok(response)
 }
 
 /// `GET /api/samples/{id}/events`: the complete history, oldest first.

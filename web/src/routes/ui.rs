@@ -375,11 +375,20 @@ pub async fn act(
         return Err(AppError::NotFound(format!("There is no action '{action}'.")).into());
     };
     let command_id = Uuid::parse_str(form.command_id.trim()).unwrap_or_else(|_| Uuid::now_v7());
-    let expected = form
-        .expected_version
-        .trim()
-        .parse()
-        .map_or(ExpectedVersion::Any, ExpectedVersion::Exactly);
+    // Blank means "whatever it is now"; anything else must be the version the form showed.
+    let expected = match form.expected_version.trim() {
+        "" => ExpectedVersion::Any,
+        raw => match raw.parse() {
+            Ok(version) => ExpectedVersion::Exactly(version),
+            Err(_) => {
+                return Err(AppError::invalid(
+                    "expected_version",
+                    "expected_version must be the sample's version number shown on the page; reload the page",
+                )
+                .into());
+            }
+        },
+    };
     let text = if action == Action::Reject {
         &form.reason
     } else {
