@@ -12,6 +12,25 @@ use web::{Application, Settings};
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type TestResult = Result<(), BoxError>;
 
+/// A `tracseq relay` process, killed when dropped, so that a failing test leaves none
+/// running.
+struct RelayProcess(std::process::Child);
+
+impl RelayProcess {
+    /// SIGKILL: no clean-up, as in a crash.
+    fn kill(&mut self) -> std::io::Result<()> {
+        self.0.kill()?;
+        self.0.wait().map(drop)
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 struct Platform {
     base: String,
     pool: sqlx::PgPool,
@@ -67,17 +86,19 @@ impl Platform {
     }
 
     /// A `tracseq relay` process of its own for this platform.
-    fn spawn_relay(&self) -> Result<std::process::Child, BoxError> {
-        Ok(std::process::Command::new(env!("CARGO_BIN_EXE_tracseq"))
-            .arg("relay")
-            .env("DATABASE_URL", &self.database_url)
-            .env("KAFKA_BROKERS", &self.broker.address)
-            .env("SCHEMA_REGISTRY_URL", &self.registry_url)
-            .env("TRACSEQ_PUBLISH_TIMEOUT_MS", "1000")
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()?)
+    fn spawn_relay(&self) -> Result<RelayProcess, BoxError> {
+        Ok(RelayProcess(
+            std::process::Command::new(env!("CARGO_BIN_EXE_tracseq"))
+                .arg("relay")
+                .env("DATABASE_URL", &self.database_url)
+                .env("KAFKA_BROKERS", &self.broker.address)
+                .env("SCHEMA_REGISTRY_URL", &self.registry_url)
+                .env("TRACSEQ_PUBLISH_TIMEOUT_MS", "1000")
+                .env("RUST_LOG", "warn")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()?,
+        ))
     }
 
     /// Lab work through the API: `count` samples registered, received and validated.
@@ -481,7 +502,6 @@ async fn a_relay_process_killed_mid_stream_loses_nothing_and_applies_nothing_twi
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     relay.kill()?;
-    relay.wait()?;
     let held: i64 = sqlx::query_scalar(claimed).fetch_one(&p.pool).await?;
     assert!(held > 0, "the dead relay's claim is still held");
     p.broker.thaw()?;
@@ -493,7 +513,6 @@ async fn a_relay_process_killed_mid_stream_loses_nothing_and_applies_nothing_twi
         .assert_read_side_matches_the_event_store(Duration::from_secs(90))
         .await;
     relay.kill()?;
-    relay.wait()?;
     result
 }
 
