@@ -6,11 +6,12 @@
 //! counter, which is what a restore into a younger cluster looks like from inside it,
 //! and saving a projection checkpoint at the newest of them.
 
-use cqrs::sample::{Note, Sample, SampleEvent};
+use cqrs::sample::{Sample, SampleEvent};
 use event_sourcing::testkit::fresh_database;
+use event_sourcing::testkit::samples::note_event;
 use event_sourcing::{
-    AppendRequest, Envelope, EventMetadata, EventStore, LogCursor, NewEvent, Progress, Projection,
-    ProjectionError, ProjectionRunner, StoreConfig, StoreError,
+    AppendRequest, Envelope, EventStore, LogCursor, Progress, Projection, ProjectionError,
+    ProjectionRunner, StoreConfig, StoreError,
 };
 use sqlx::PgConnection;
 use std::collections::HashSet;
@@ -21,26 +22,6 @@ type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 /// How far above this cluster's counter the "restored" ids sit.
 const MOVED: i64 = 1_000_000_000;
-
-fn note_event(text: &str) -> NewEvent {
-    let event = SampleEvent::SampleReceived {
-        notes: Some(Note::parse(text).expect("note")),
-    };
-    NewEvent {
-        event_id: Uuid::now_v7(),
-        event_type: "SampleReceived",
-        schema_version: 1,
-        payload: serde_json::to_string(&event).expect("json"),
-        metadata: EventMetadata {
-            user: "test".into(),
-            command_id: Uuid::now_v7(),
-            correlation_id: Uuid::now_v7(),
-            causation_id: Uuid::now_v7(),
-            traceparent: None,
-            tracestate: None,
-        },
-    }
-}
 
 fn request(events: usize) -> AppendRequest {
     AppendRequest {
@@ -59,13 +40,14 @@ async fn insert_direct(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
         "INSERT INTO events (aggregate_type, aggregate_id, version, event_id, event_type, \
          schema_version, payload, metadata) \
-         VALUES ('Sample', $1, 1, $2, 'SampleReceived', 1, $3::jsonb, $4::jsonb) \
+         VALUES ('Sample', $1, 1, $2, 'SampleReceived', $5, $3::jsonb, $4::jsonb) \
          RETURNING transaction_id",
     )
     .bind(Uuid::now_v7())
     .bind(event.event_id)
     .bind(&event.payload)
     .bind(serde_json::to_string(&event.metadata).map_err(|e| sqlx::Error::Encode(Box::new(e)))?)
+    .bind(i32::try_from(event.schema_version).unwrap_or(i32::MAX))
     .fetch_one(conn)
     .await
 }

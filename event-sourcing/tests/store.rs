@@ -1,14 +1,12 @@
 //! The event store against a real PostgreSQL server, each test in its own fresh database.
 
 use cqrs::Aggregate;
-use cqrs::sample::{
-    Barcode, Note, Sample, SampleCommand, SampleDetails, SampleEvent, SampleId, SampleRejection,
-    SampleType, TemperatureZone, VolumeUl,
-};
+use cqrs::sample::{Note, Sample, SampleCommand, SampleEvent, SampleRejection};
 use event_sourcing::testkit::fresh_database;
+use event_sourcing::testkit::samples::{note_event, raw_request, register};
 use event_sourcing::{
-    AppendRequest, CommandContext, CommandError, EventMetadata, EventStore, ExpectedVersion,
-    LogCursor, NewEvent, StoreConfig, StoreError, UniqueClaim,
+    CommandContext, CommandError, EventStore, ExpectedVersion, LogCursor, StoreConfig, StoreError,
+    UniqueClaim,
 };
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -20,60 +18,6 @@ type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 async fn store(config: StoreConfig) -> Result<EventStore, sqlx::Error> {
     let (pool, _) = fresh_database(40).await?;
     Ok(EventStore::new(pool, config))
-}
-
-fn details(barcode: &str) -> SampleDetails {
-    SampleDetails {
-        barcode: Barcode::parse(barcode).expect("barcode"),
-        sample_type: SampleType::Blood,
-        volume: VolumeUl::parse("500").expect("volume"),
-        temperature_zone: TemperatureZone::Plus4,
-        patient: None,
-        collected_at: None,
-        collected_by: None,
-    }
-}
-
-fn register(id: Uuid, barcode: &str) -> SampleCommand {
-    SampleCommand::Register {
-        id: SampleId::from_uuid(id),
-        details: details(barcode),
-    }
-}
-
-fn note_event(text: &str) -> NewEvent {
-    let event = SampleEvent::SampleReceived {
-        notes: Some(Note::parse(text).expect("note")),
-    };
-    NewEvent {
-        event_id: Uuid::now_v7(),
-        event_type: "SampleReceived",
-        schema_version: 1,
-        payload: serde_json::to_string(&event).expect("json"),
-        metadata: EventMetadata {
-            user: "test".into(),
-            command_id: Uuid::now_v7(),
-            correlation_id: Uuid::now_v7(),
-            causation_id: Uuid::now_v7(),
-            traceparent: None,
-            tracestate: None,
-        },
-    }
-}
-
-fn raw_request(aggregate_id: Uuid, expected_version: u64, events: usize) -> AppendRequest {
-    AppendRequest {
-        aggregate_type: "Sample",
-        aggregate_id,
-        expected_version,
-        events: (0..events)
-            .map(|i| note_event(&format!("event {i}")))
-            .collect(),
-        command_id: None,
-        unique_claims: vec![],
-        snapshot: None,
-        ..AppendRequest::default()
-    }
 }
 
 async fn versions(store: &EventStore, id: Uuid) -> Result<Vec<i64>, sqlx::Error> {

@@ -1,15 +1,14 @@
-//! The store's guarantees fixed on the `store-fixes` branch, against a real PostgreSQL
+//! The store's guarantees for bulk appends, released claims, causation and idempotency,
+//! against a real PostgreSQL
 //! server, each test in its own fresh database. Every test here was seen to fail with the
 //! guarantee it checks broken in the code.
 
-use cqrs::sample::{
-    Barcode, Note, Sample, SampleCommand, SampleDetails, SampleEvent, SampleId, SampleRejection,
-    SampleStatus, SampleType, TemperatureZone, VolumeUl,
-};
+use cqrs::sample::{Sample, SampleCommand, SampleEvent, SampleRejection, SampleStatus};
+use event_sourcing::testkit::samples::{raw_request, register};
 use event_sourcing::testkit::{fresh_database, server_url};
 use event_sourcing::{
-    AppendRequest, CommandContext, CommandError, EventMetadata, EventStore, ExpectedVersion,
-    NewEvent, RecordedOutcome, StoreConfig, StoreError, UniqueClaim,
+    AppendRequest, CommandContext, CommandError, EventStore, ExpectedVersion, RecordedOutcome,
+    StoreConfig, StoreError, UniqueClaim,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -19,56 +18,6 @@ use std::time::Duration;
 use uuid::Uuid;
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
-
-fn note_event(text: &str) -> NewEvent {
-    let event = SampleEvent::SampleReceived {
-        notes: Some(Note::parse(text).expect("note")),
-    };
-    NewEvent {
-        event_id: Uuid::now_v7(),
-        event_type: "SampleReceived",
-        schema_version: 1,
-        payload: serde_json::to_string(&event).expect("json"),
-        metadata: EventMetadata {
-            user: "test".into(),
-            command_id: Uuid::now_v7(),
-            correlation_id: Uuid::now_v7(),
-            causation_id: Uuid::now_v7(),
-            traceparent: None,
-            tracestate: None,
-        },
-    }
-}
-
-fn register(id: Uuid, barcode: &str) -> SampleCommand {
-    SampleCommand::Register {
-        id: SampleId::from_uuid(id),
-        details: SampleDetails {
-            barcode: Barcode::parse(barcode).expect("barcode"),
-            sample_type: SampleType::Blood,
-            volume: VolumeUl::parse("500").expect("volume"),
-            temperature_zone: TemperatureZone::Plus4,
-            patient: None,
-            collected_at: None,
-            collected_by: None,
-        },
-    }
-}
-
-fn raw_request(aggregate_id: Uuid, expected_version: u64, events: usize) -> AppendRequest {
-    AppendRequest {
-        aggregate_type: "Sample",
-        aggregate_id,
-        expected_version,
-        events: (0..events)
-            .map(|i| note_event(&format!("event {i}")))
-            .collect(),
-        command_id: None,
-        unique_claims: vec![],
-        snapshot: None,
-        ..AppendRequest::default()
-    }
-}
 
 /// Every stream whose row version differs from its event count or its newest event.
 async fn inconsistent_streams(pool: &PgPool) -> Result<Vec<(Uuid, i64, i64, i64)>, sqlx::Error> {
