@@ -37,6 +37,18 @@ fn catalog() -> Result<Arc<EventCatalog>, BoxError> {
     ))
 }
 
+async fn broker_with_widget_topic() -> Result<Broker, BoxError> {
+    let broker = Broker::start().await?;
+    kafka::topics::ensure_topics(&broker.address, &[kafka::avro::topic_for("Widget")], 3).await?;
+    Ok(broker)
+}
+
+/// A store over `pool` with the widgets read table in place.
+async fn widget_store(pool: &sqlx::PgPool) -> Result<EventStore, BoxError> {
+    widget::create_table(pool).await?;
+    Ok(EventStore::new(pool.clone(), StoreConfig::default()))
+}
+
 /// Makes `count` widgets and paints each twice; returns how many events were appended.
 /// Commands that fail (the database is down) are simply not counted.
 async fn widget_work(store: &EventStore, count: usize) -> usize {
@@ -193,11 +205,9 @@ async fn assert_read_side_is_a_replay(store: &EventStore, metrics: &PipelineMetr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_test_only_aggregate_flows_end_to_end_with_no_change_to_the_pipeline() -> TestResult {
-    let broker = Broker::start().await?;
-    kafka::topics::ensure_topics(&broker.address, &[kafka::avro::topic_for("Widget")], 3).await?;
+    let broker = broker_with_widget_topic().await?;
     let (pool, _) = event_sourcing::testkit::fresh_database(20).await?;
-    widget::create_table(&pool).await?;
-    let store = EventStore::new(pool.clone(), StoreConfig::default());
+    let store = widget_store(&pool).await?;
     let registry = StoppableRegistry::start(pool).await?;
     let codec = codec(&registry.url(), catalog()?).await?;
     let metrics = PipelineMetrics::new(prometheus::Registry::new())?;
@@ -216,11 +226,9 @@ async fn a_test_only_aggregate_flows_end_to_end_with_no_change_to_the_pipeline()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_registry_stopped_for_10_s_stalls_the_consumer_and_loses_nothing() -> TestResult {
-    let broker = Broker::start().await?;
-    kafka::topics::ensure_topics(&broker.address, &[kafka::avro::topic_for("Widget")], 3).await?;
+    let broker = broker_with_widget_topic().await?;
     let (pool, _) = event_sourcing::testkit::fresh_database(20).await?;
-    widget::create_table(&pool).await?;
-    let store = EventStore::new(pool.clone(), StoreConfig::default());
+    let store = widget_store(&pool).await?;
     let mut registry = StoppableRegistry::start(pool).await?;
     let metrics = PipelineMetrics::new(prometheus::Registry::new())?;
     let (stop_tx, stop) = watch::channel(false);
@@ -278,12 +286,10 @@ async fn the_registry_stopped_for_10_s_stalls_the_consumer_and_loses_nothing() -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgresql_restarted_mid_stream_loses_nothing_and_applies_everything_once() -> TestResult {
-    let broker = Broker::start().await?;
-    kafka::topics::ensure_topics(&broker.address, &[kafka::avro::topic_for("Widget")], 3).await?;
+    let broker = broker_with_widget_topic().await?;
     let postgres = PrivatePostgres::start()?;
     let pool = postgres.database(20).await?;
-    widget::create_table(&pool).await?;
-    let store = EventStore::new(pool.clone(), StoreConfig::default());
+    let store = widget_store(&pool).await?;
     let registry = StoppableRegistry::start(pool).await?;
     let codec = codec(&registry.url(), catalog()?).await?;
     let metrics = PipelineMetrics::new(prometheus::Registry::new())?;
