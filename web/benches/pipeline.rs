@@ -27,11 +27,11 @@ use kafka::relay::{OutboxRelay, RelayConfig};
 use kafka::retry::RetryPolicy;
 use kafka::testkit::{Broker, registry};
 use kafka::wire::WireCodec;
+use lab::samples::SamplesProjection;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use uuid::Uuid;
-use web::read_model::SamplesProjection;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

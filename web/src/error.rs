@@ -7,21 +7,15 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use cqrs::sample::SampleRejection;
-use event_sourcing::{CommandError, StoreError};
+use event_sourcing::StoreError;
 use serde::Serialize;
 
-/// A field and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FieldError {
-    pub field: &'static str,
-    pub message: String,
-}
+pub use lab::FieldError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     /// Malformed or invalid input.
-    #[error("{}", describe(.0))]
+    #[error("{}", lab::error::describe(.0))]
     Invalid(Vec<FieldError>),
     #[error("{0}")]
     BadRequest(String),
@@ -41,14 +35,6 @@ pub enum AppError {
     Unavailable(#[source] StoreError),
     #[error("internal error: {0}")]
     Internal(String),
-}
-
-fn describe(errors: &[FieldError]) -> String {
-    errors
-        .iter()
-        .map(|e| format!("{}: {}", e.field, e.message))
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 impl AppError {
@@ -99,45 +85,29 @@ impl AppError {
     }
 }
 
-impl From<StoreError> for AppError {
-    fn from(error: StoreError) -> Self {
+impl From<lab::Error> for AppError {
+    fn from(error: lab::Error) -> Self {
         match error {
-            StoreError::Conflict { .. } => Self::Conflict(error.to_string()),
-            StoreError::UniqueViolation { scope, value } => Self::Conflict(format!(
-                "{scope} {value} is already registered to another sample"
-            )),
-            StoreError::DuplicateCommand(id) => Self::Conflict(format!(
-                "command {id} was already used for a different request"
-            )),
-            StoreError::IdempotencyKeyReused { .. } => Self::Unprocessable(
-                "this Idempotency-Key was used for a different request; send a new key for a new request".into(),
-            ),
-            StoreError::Codec(e) => {
-                Self::Internal(format!("stored data could not be decoded: {e}"))
-            }
-            StoreError::Payload(e) => {
-                Self::Internal(format!("stored data could not be decoded: {e}"))
-            }
-            other => Self::Unavailable(other),
+            lab::Error::Invalid(fields) => Self::Invalid(fields),
+            lab::Error::NotFound(m) => Self::NotFound(m),
+            lab::Error::Rejected(m) => Self::Rejected(m),
+            lab::Error::Conflict(m) => Self::Conflict(m),
+            lab::Error::KeyReused(m) => Self::Unprocessable(m),
+            lab::Error::Unavailable(e) => Self::Unavailable(e),
+            lab::Error::Internal(m) => Self::Internal(m),
         }
     }
 }
 
-impl From<CommandError<SampleRejection>> for AppError {
-    fn from(error: CommandError<SampleRejection>) -> Self {
-        match error {
-            CommandError::Rejected(SampleRejection::NotRegistered) => {
-                Self::NotFound("no such sample".into())
-            }
-            CommandError::Rejected(rejection) => Self::Rejected(rejection.to_string()),
-            CommandError::Store(store) => store.into(),
-        }
+impl From<StoreError> for AppError {
+    fn from(error: StoreError) -> Self {
+        lab::Error::from(error).into()
     }
 }
 
 impl From<sqlx::Error> for AppError {
     fn from(error: sqlx::Error) -> Self {
-        StoreError::Database(error).into()
+        lab::Error::from(error).into()
     }
 }
 

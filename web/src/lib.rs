@@ -4,10 +4,8 @@
 pub mod config;
 pub mod error;
 pub mod pipeline;
-pub mod read_model;
 pub mod retention;
 pub mod routes;
-pub mod samples;
 pub mod startup;
 pub mod telemetry;
 

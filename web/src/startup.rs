@@ -3,14 +3,16 @@
 
 use crate::config::Settings;
 use crate::pipeline::Pipeline;
-use crate::read_model::SamplesProjection;
 use crate::routes;
-use crate::samples::{ReadSide, SampleService};
 use event_sourcing::{
-    EventStore, MIGRATOR, ProgressBoard, Projection, ProjectionRunner, StoreConfig,
+    EventStore, MIGRATOR, ProgressBoard, Projection, ProjectionHandle, ProjectionRunner,
+    StoreConfig,
 };
-use kafka::metrics::{CommandMetrics, PipelineMetrics};
+use kafka::consumer::DeadLetters;
+use kafka::metrics::PipelineMetrics;
 use kafka::registry::{RegistryServer, RegistryStore};
+use lab::CommandMetrics;
+use lab::samples::{SampleService, SamplesProjection};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 use std::str::FromStr;
@@ -34,10 +36,39 @@ pub enum StartupError {
     Store(#[from] event_sourcing::StoreError),
 }
 
+/// Where the read tables get their events from.
+#[derive(Clone)]
+pub enum ReadSide {
+    /// Projections follow the event log in this process (no Kafka configured).
+    InProcess(Arc<ProjectionHandle>),
+    /// Projections are Kafka consumers, fed through the outbox relay.
+    Kafka {
+        pipeline: Arc<Pipeline>,
+        dead_letters: Arc<DeadLetters<SamplesProjection>>,
+    },
+}
+
+impl ReadSide {
+    pub fn is_running(&self) -> bool {
+        match self {
+            Self::InProcess(handle) => handle.is_running(),
+            Self::Kafka { pipeline, .. } => pipeline.is_running(),
+        }
+    }
+
+    pub fn dead_letters(&self) -> Option<&DeadLetters<SamplesProjection>> {
+        match self {
+            Self::Kafka { dead_letters, .. } => Some(dead_letters),
+            Self::InProcess(_) => None,
+        }
+    }
+}
+
 /// Shared by every request handler.
 #[derive(Clone)]
 pub struct AppState {
     pub samples: SampleService,
+    pub read_side: ReadSide,
     pub metrics: PipelineMetrics,
     /// Every consumer and projection, for readiness.
     pub board: ProgressBoard,
@@ -107,12 +138,12 @@ impl Application {
         };
         let samples = SampleService::new(
             store,
-            read_side,
             Duration::from_millis(settings.read_your_writes_ms),
             CommandMetrics::new(&metrics.registry)?,
         );
         let router = routes::router(AppState {
             samples,
+            read_side,
             metrics,
             board,
             stuck_after: Duration::from_secs(settings.stuck_after_s.max(1)),

@@ -2,8 +2,6 @@
 
 use super::context::command_context;
 use crate::error::AppError;
-use crate::read_model::{SampleFilter, SamplePage, SampleRow};
-use crate::samples::{Action, RegisterInput, TimelineEntry, command_id_for_key, fingerprint};
 use crate::startup::AppState;
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -12,6 +10,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cqrs::sample::SampleStatus;
 use event_sourcing::{CommandOutcome, ExpectedVersion};
+use lab::idempotency::{command_id_for_key, fingerprint};
+use lab::samples::{Action, RegisterInput, SampleFilter, SamplePage, SampleRow, TimelineEntry};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -42,7 +42,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 fn user(headers: &HeaderMap) -> Result<String, AppError> {
     match headers.get("x-user").map(|v| v.to_str()) {
         None => Ok("api".to_owned()),
-        Some(Ok(name)) => crate::samples::parse_operator(name).map_err(|_| {
+        Some(Ok(name)) => super::context::parse_operator(name).map_err(|_| {
             AppError::invalid(
                 "X-User",
                 "the X-User header must name who is acting (1–100 printable characters)",

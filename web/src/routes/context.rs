@@ -1,5 +1,6 @@
 //! Who is asking and within which trace: turns request headers into a command context.
 
+use crate::error::AppError;
 use axum::http::HeaderMap;
 use event_sourcing::CommandContext;
 use uuid::Uuid;
@@ -89,6 +90,24 @@ fn percent_decode(value: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The operator's name as typed: required, at most 100 characters.
+pub fn parse_operator(raw: &str) -> Result<String, AppError> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err(AppError::invalid(
+            "operator",
+            "enter your name or initials, so the record shows who did this",
+        ));
+    }
+    if name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(AppError::invalid(
+            "operator",
+            "operator must be at most 100 printable characters",
+        ));
+    }
+    Ok(name.to_owned())
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     )
     .await;
     let database_ok = matches!(database, Ok(Ok(1)));
-    let running = state.samples.read_side().is_running();
+    let running = state.read_side.is_running();
     let stuck = state.board.stuck(state.stuck_after);
     let projections_ok = running && !stuck.iter().any(|s| s.critical);
     let ok = database_ok && projections_ok;

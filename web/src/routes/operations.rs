@@ -3,7 +3,6 @@
 
 use super::ui::PageError;
 use crate::error::AppError;
-use crate::read_model::SamplesProjection;
 use crate::startup::AppState;
 use askama::Template;
 use axum::Json;
@@ -11,6 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use kafka::consumer::{DeadLetter, DeadLetters, Reprocessed};
+use lab::samples::SamplesProjection;
 use serde::Deserialize;
 
 /// `GET /metrics` in the Prometheus text format.
@@ -30,7 +30,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 fn dead_letters(state: &AppState) -> Result<&DeadLetters<SamplesProjection>, AppError> {
-    state.samples.read_side().dead_letters().ok_or_else(|| {
+    state.read_side.dead_letters().ok_or_else(|| {
         AppError::NotFound(
             "dead letters exist only when events flow through Kafka (KAFKA_BROKERS)".into(),
         )

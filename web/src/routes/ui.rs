@@ -1,10 +1,8 @@
 //! The server-rendered pages lab staff use: list and scan, register, detail with timeline
 //! and actions.
 
-use super::context::{command_context, cookie, percent_encode};
+use super::context::{command_context, cookie, parse_operator, percent_encode};
 use crate::error::{AppError, FieldError};
-use crate::read_model::{self, SampleFilter, SamplePage, SampleRow};
-use crate::samples::{Action, RegisterInput, TimelineEntry, parse_operator};
 use crate::startup::AppState;
 use askama::Template;
 use axum::Form;
@@ -13,6 +11,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use cqrs::sample::{SampleStatus, SampleType, TemperatureZone};
 use event_sourcing::ExpectedVersion;
+use lab::idempotency::fingerprint;
+use lab::samples::{Action, RegisterInput, SampleFilter, SamplePage, SampleRow, TimelineEntry};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -24,6 +24,12 @@ pub struct PageError(AppError);
 impl From<AppError> for PageError {
     fn from(error: AppError) -> Self {
         Self(error)
+    }
+}
+
+impl From<lab::Error> for PageError {
+    fn from(error: lab::Error) -> Self {
+        Self(error.into())
     }
 }
 
@@ -129,7 +135,7 @@ pub async fn list(
     let query = query.map(|Query(q)| q).unwrap_or_default();
     let q = query.q.trim().to_ascii_uppercase();
     if !q.is_empty()
-        && let Some(id) = read_model::find_by_barcode(state.samples.pool(), &q).await?
+        && let Some(id) = state.samples.find_by_barcode(&q).await?
     {
         return Ok(Redirect::to(&format!("/samples/{id}")).into_response());
     }
@@ -224,8 +230,12 @@ pub async fn register(
         Ok(name) => {
             let context = command_context(&headers, name.clone(), Some(command_id))
                 .named("RegisterSample")
-                .with_fingerprint(crate::samples::fingerprint(&form.input));
-            state.samples.register(&form.input, &context).await
+                .with_fingerprint(fingerprint(&form.input));
+            state
+                .samples
+                .register(&form.input, &context)
+                .await
+                .map_err(AppError::from)
         }
         Err(error) => {
             // Report the operator together with any field problems.
@@ -398,7 +408,7 @@ pub async fn act(
         Ok(operator) => {
             let context = command_context(&headers, operator, Some(command_id))
                 .named(action.command_name())
-                .with_fingerprint(crate::samples::fingerprint(&(
+                .with_fingerprint(fingerprint(&(
                     id,
                     action.name(),
                     text.trim(),
@@ -408,6 +418,7 @@ pub async fn act(
                 .samples
                 .act(id, action, text, expected, &context)
                 .await
+                .map_err(AppError::from)
         }
         Err(error) => Err(error),
     };

@@ -1,26 +1,27 @@
-//! Sample use cases at the edge: parse raw input into commands, run them, and give the
-//! caller read-your-writes on the samples read table.
+//! Sample use cases: parse raw input into commands, run them through the store, answer
+//! queries from the `samples` read table (kept by [`SamplesProjection`]), and give the
+//! caller read-your-writes on it.
+//!
+//! Whoever issues a command (a form, the JSON API, the saga) hands in a
+//! [`CommandContext`]: who, which command id, what caused it. The service records nothing
+//! about its caller beyond that.
 
-use crate::error::{AppError, FieldError};
-use crate::pipeline::Pipeline;
-use crate::read_model::{self, SamplesProjection};
+pub mod read_model;
+
+pub use read_model::{SampleFilter, SamplePage, SampleRow, SamplesProjection};
+
+use crate::error::{Error, FieldError};
+use crate::idempotency::created_id;
+use crate::metrics::CommandMetrics;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use cqrs::sample::{
     Barcode, Note, PatientRef, Sample, SampleCommand, SampleDetails, SampleEvent, SampleId,
     SampleType, TemperatureZone, VolumeUl,
 };
-use event_sourcing::{
-    CommandContext, CommandOutcome, EventStore, ExpectedVersion, ProjectionHandle, ReadProgress,
-};
-use kafka::consumer::DeadLetters;
-use kafka::metrics::CommandMetrics;
+use event_sourcing::{CommandContext, CommandOutcome, EventStore, ExpectedVersion, ReadProgress};
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
-
-/// Namespace for ids derived from command ids and idempotency keys.
-const NAMESPACE: Uuid = Uuid::from_u128(0x6d1f_0c3e_8a4b_4f62_9d2e_7b1a_5c3f_8e90);
 
 /// Raw registration input, as typed into the form or sent to the API.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -149,38 +150,6 @@ impl RegisterInput {
     }
 }
 
-/// The operator's name as typed: required, at most 100 characters.
-pub fn parse_operator(raw: &str) -> Result<String, AppError> {
-    let name = raw.trim();
-    if name.is_empty() {
-        return Err(AppError::invalid(
-            "operator",
-            "enter your name or initials, so the record shows who did this",
-        ));
-    }
-    if name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(AppError::invalid(
-            "operator",
-            "operator must be at most 100 printable characters",
-        ));
-    }
-    Ok(name.to_owned())
-}
-
-/// A command id from an `Idempotency-Key`, scoped by who sends it: two clients never
-/// share a key, and one client's key names one command whatever it asks for (a reuse for
-/// another request is refused by the store's fingerprint check, as a 422).
-pub fn command_id_for_key(sender: &str, key: &str) -> Uuid {
-    Uuid::new_v5(&NAMESPACE, format!("{sender}\n{key}").as_bytes())
-}
-
-/// A digest of a request's parsed input, recorded with its command id; two requests with
-/// equal input have equal fingerprints, whatever their formatting.
-pub fn fingerprint(input: &impl Serialize) -> String {
-    let canonical = serde_json::to_vec(input).unwrap_or_default();
-    Uuid::new_v5(&NAMESPACE, &canonical).simple().to_string()
-}
-
 /// One line of a sample's history: what happened, who did it, when.
 #[derive(Debug, Clone, Serialize)]
 pub struct TimelineEntry {
@@ -229,14 +198,14 @@ impl Action {
     }
 
     /// The command for this action; `text` is the notes, or the reason for a rejection.
-    pub fn command(self, text: &str) -> Result<SampleCommand, AppError> {
-        let notes = || -> Result<Option<Note>, AppError> {
+    pub fn command(self, text: &str) -> Result<SampleCommand, Error> {
+        let notes = || -> Result<Option<Note>, Error> {
             if text.trim().is_empty() {
                 Ok(None)
             } else {
                 Note::parse(text)
                     .map(Some)
-                    .map_err(|e| AppError::invalid("notes", e.message))
+                    .map_err(|e| Error::invalid("notes", e.message))
             }
         };
         Ok(match self {
@@ -244,42 +213,13 @@ impl Action {
             Self::Validate => SampleCommand::Validate { notes: notes()? },
             Self::Reject => {
                 if text.trim().is_empty() {
-                    return Err(AppError::invalid("reason", "a rejection needs a reason"));
+                    return Err(Error::invalid("reason", "a rejection needs a reason"));
                 }
                 SampleCommand::Reject {
-                    reason: Note::parse(text)
-                        .map_err(|e| AppError::invalid("reason", e.message))?,
+                    reason: Note::parse(text).map_err(|e| Error::invalid("reason", e.message))?,
                 }
             }
         })
-    }
-}
-
-/// Where the read tables get their events from.
-#[derive(Clone)]
-pub enum ReadSide {
-    /// Projections follow the event log in this process (no Kafka configured).
-    InProcess(Arc<ProjectionHandle>),
-    /// Projections are Kafka consumers, fed through the outbox relay.
-    Kafka {
-        pipeline: Arc<Pipeline>,
-        dead_letters: Arc<DeadLetters<SamplesProjection>>,
-    },
-}
-
-impl ReadSide {
-    pub fn is_running(&self) -> bool {
-        match self {
-            Self::InProcess(handle) => handle.is_running(),
-            Self::Kafka { pipeline, .. } => pipeline.is_running(),
-        }
-    }
-
-    pub fn dead_letters(&self) -> Option<&DeadLetters<SamplesProjection>> {
-        match self {
-            Self::Kafka { dead_letters, .. } => Some(dead_letters),
-            Self::InProcess(_) => None,
-        }
     }
 }
 
@@ -287,23 +227,16 @@ impl ReadSide {
 #[derive(Clone)]
 pub struct SampleService {
     store: EventStore,
-    read_side: ReadSide,
     read_progress: ReadProgress,
     read_your_writes: Duration,
     metrics: CommandMetrics,
 }
 
 impl SampleService {
-    pub fn new(
-        store: EventStore,
-        read_side: ReadSide,
-        read_your_writes: Duration,
-        metrics: CommandMetrics,
-    ) -> Self {
+    pub fn new(store: EventStore, read_your_writes: Duration, metrics: CommandMetrics) -> Self {
         let read_progress = ReadProgress::listen(store.pool());
         Self {
             store,
-            read_side,
             read_progress,
             read_your_writes,
             metrics,
@@ -314,10 +247,6 @@ impl SampleService {
         self.store.pool()
     }
 
-    pub fn read_side(&self) -> &ReadSide {
-        &self.read_side
-    }
-
     /// Registers a sample. Its id is derived from the command id, so a repeated command
     /// finds the sample it created the first time instead of creating another.
     #[tracing::instrument(name = "register_sample", skip_all, fields(command_id = %context.command_id))]
@@ -325,7 +254,7 @@ impl SampleService {
         &self,
         input: &RegisterInput,
         context: &CommandContext,
-    ) -> Result<CommandOutcome, AppError> {
+    ) -> Result<CommandOutcome, Error> {
         let started = Instant::now();
         let result = self.register_sample(input, context).await;
         self.count_command("RegisterSample", &result, started);
@@ -336,9 +265,9 @@ impl SampleService {
         &self,
         input: &RegisterInput,
         context: &CommandContext,
-    ) -> Result<CommandOutcome, AppError> {
+    ) -> Result<CommandOutcome, Error> {
         let now = Utc::now();
-        let registration = input.parse(now).map_err(AppError::Invalid)?;
+        let registration = input.parse(now).map_err(Error::Invalid)?;
         let barcode = match registration.barcode {
             Some(barcode) => barcode,
             None => {
@@ -352,7 +281,7 @@ impl SampleService {
                 )
             }
         };
-        let id = Uuid::new_v5(&NAMESPACE, context.command_id.as_bytes());
+        let id = created_id(context.command_id);
         let command = SampleCommand::Register {
             id: SampleId::from_uuid(id),
             details: SampleDetails {
@@ -381,7 +310,7 @@ impl SampleService {
         text: &str,
         expected: ExpectedVersion,
         context: &CommandContext,
-    ) -> Result<CommandOutcome, AppError> {
+    ) -> Result<CommandOutcome, Error> {
         let started = Instant::now();
         let result = self
             .act_on_sample(id, action, text, expected, context)
@@ -393,18 +322,13 @@ impl SampleService {
     fn count_command(
         &self,
         command: &str,
-        result: &Result<CommandOutcome, AppError>,
+        result: &Result<CommandOutcome, Error>,
         started: Instant,
     ) {
         let outcome = match result {
             Ok(o) if o.duplicate => "duplicate",
             Ok(_) => "ok",
-            Err(AppError::Invalid(_) | AppError::BadRequest(_)) => "invalid",
-            Err(AppError::Rejected(_)) => "rejected",
-            Err(AppError::Conflict(_)) => "conflict",
-            Err(AppError::Unprocessable(_)) => "key_reused",
-            Err(AppError::NotFound(_)) => "not_found",
-            Err(AppError::Unavailable(_) | AppError::Internal(_)) => "error",
+            Err(e) => e.outcome(),
         };
         self.metrics
             .commands
@@ -427,8 +351,8 @@ impl SampleService {
     pub async fn query<T>(
         &self,
         name: &str,
-        run: impl std::future::Future<Output = Result<T, AppError>>,
-    ) -> Result<T, AppError> {
+        run: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
         let started = Instant::now();
         let result = run.await;
         let outcome = if result.is_ok() { "ok" } else { "error" };
@@ -450,7 +374,7 @@ impl SampleService {
         text: &str,
         expected: ExpectedVersion,
         context: &CommandContext,
-    ) -> Result<CommandOutcome, AppError> {
+    ) -> Result<CommandOutcome, Error> {
         let command = action.command(text)?;
         let outcome = self
             .store
@@ -486,11 +410,11 @@ impl SampleService {
     }
 
     /// The sample's complete history.
-    pub async fn timeline(&self, id: Uuid) -> Result<Vec<TimelineEntry>, AppError> {
+    pub async fn timeline(&self, id: Uuid) -> Result<Vec<TimelineEntry>, Error> {
         self.query("SampleTimeline", self.read_timeline(id)).await
     }
 
-    async fn read_timeline(&self, id: Uuid) -> Result<Vec<TimelineEntry>, AppError> {
+    async fn read_timeline(&self, id: Uuid) -> Result<Vec<TimelineEntry>, Error> {
         let events = self.store.read_stream::<SampleEvent>(id).await?;
         Ok(events
             .into_iter()
@@ -530,17 +454,22 @@ impl SampleService {
             .collect())
     }
 
-    pub async fn get(&self, id: Uuid) -> Result<Option<read_model::SampleRow>, AppError> {
+    pub async fn get(&self, id: Uuid) -> Result<Option<SampleRow>, Error> {
         self.query("GetSample", async {
             Ok(read_model::get(self.store.pool(), id).await?)
         })
         .await
     }
 
-    pub async fn list(
-        &self,
-        filter: &read_model::SampleFilter,
-    ) -> Result<read_model::SamplePage, AppError> {
+    /// The sample with exactly this barcode, if any.
+    pub async fn find_by_barcode(&self, barcode: &str) -> Result<Option<Uuid>, Error> {
+        self.query("FindSampleByBarcode", async {
+            Ok(read_model::find_by_barcode(self.store.pool(), barcode).await?)
+        })
+        .await
+    }
+
+    pub async fn list(&self, filter: &SampleFilter) -> Result<SamplePage, Error> {
         self.query("ListSamples", async {
             Ok(read_model::list(self.store.pool(), filter).await?)
         })
@@ -601,30 +530,10 @@ mod tests {
     }
 
     #[test]
-    fn idempotency_keys_are_scoped_by_sender() {
-        assert_eq!(
-            command_id_for_key("ana", "k1"),
-            command_id_for_key("ana", "k1")
-        );
-        assert_ne!(
-            command_id_for_key("ana", "k1"),
-            command_id_for_key("ben", "k1")
-        );
-    }
-
-    #[test]
-    fn fingerprints_follow_the_input_not_its_formatting() {
-        let a: serde_json::Value = serde_json::from_str(r#"{"x": 1, "y": "z"}"#).expect("json");
-        let b: serde_json::Value = serde_json::from_str(r#"{ "y":"z","x":1 }"#).expect("json");
-        assert_eq!(fingerprint(&a), fingerprint(&b));
-        assert_ne!(fingerprint(&a), fingerprint(&("x", 1)));
-    }
-
-    #[test]
     fn a_rejection_needs_a_reason() {
         assert!(matches!(
             Action::Reject.command("  "),
-            Err(AppError::Invalid(_))
+            Err(Error::Invalid(_))
         ));
         assert!(Action::Receive.command("").is_ok());
     }
