@@ -209,6 +209,7 @@ impl<P: Projection> ProjectionRunner<P> {
                 continue;
             };
             let mut tx = pool.begin().await?;
+            let mut reached = Vec::with_capacity(events.len());
             for event in events {
                 if event.aggregate_type != <P::Aggregate as Aggregate>::TYPE {
                     continue;
@@ -216,6 +217,7 @@ impl<P: Projection> ProjectionRunner<P> {
                 let envelope =
                     Envelope::from(event.decode::<<P::Aggregate as Aggregate>::Event>()?);
                 self.projection.apply(&mut tx, &envelope).await?;
+                reached.push((envelope.aggregate_id, envelope.version));
             }
             sqlx::query(
                 "INSERT INTO projection_checkpoints (projection, transaction_id, position) \
@@ -228,7 +230,7 @@ impl<P: Projection> ProjectionRunner<P> {
             .bind(last.position)
             .execute(&mut *tx)
             .await?;
-            crate::read_progress::notify_progress(&mut tx, P::NAME).await?;
+            crate::read_progress::notify_progress(&mut tx, P::NAME, &reached).await?;
             tx.commit().await?;
             cursor = last;
             self.progress.advanced();

@@ -244,7 +244,11 @@ impl<P: Projection> Applier<P> {
         for envelope in &decoded {
             results.push(self.apply_in(&mut tx, envelope).await.ok()?);
         }
-        event_sourcing::notify_progress(&mut tx, P::NAME)
+        let reached: Vec<(Uuid, u64)> = decoded
+            .iter()
+            .map(|e| (e.aggregate_id, e.version))
+            .collect();
+        event_sourcing::notify_progress(&mut tx, P::NAME, &reached)
             .await
             .ok()?;
         tx.commit().await.ok()?;
@@ -278,7 +282,8 @@ impl<P: Projection> Applier<P> {
         } else {
             &[]
         };
-        self.finish(&mut tx, ids).await?;
+        self.finish(&mut tx, ids, (envelope.aggregate_id, envelope.version))
+            .await?;
         tx.commit().await?;
         self.observe_lag(envelope.recorded_at);
         Ok(applied)
@@ -286,8 +291,14 @@ impl<P: Projection> Applier<P> {
 
     /// Last steps before commit: stamp the applied events' `processed_at` with the real
     /// instant (`now()` would be the transaction's start, before the work and the commit
-    /// that projection lag must include), and notify waiting pages.
-    async fn finish(&self, conn: &mut PgConnection, applied: &[Uuid]) -> Result<(), sqlx::Error> {
+    /// that projection lag must include), and notify pages waiting for `reached` (the
+    /// event's aggregate and version, applied now or before).
+    async fn finish(
+        &self,
+        conn: &mut PgConnection,
+        applied: &[Uuid],
+        reached: (Uuid, u64),
+    ) -> Result<(), sqlx::Error> {
         if !applied.is_empty() {
             sqlx::query(
                 "UPDATE processed_events SET processed_at = clock_timestamp() \
@@ -298,7 +309,7 @@ impl<P: Projection> Applier<P> {
             .execute(&mut *conn)
             .await?;
         }
-        event_sourcing::notify_progress(conn, P::NAME).await
+        event_sourcing::notify_progress(conn, P::NAME, &[reached]).await
     }
 
     /// Records the event as processed by this consumer and applies it, inside `conn`'s

@@ -18,7 +18,9 @@ use cqrs::sample::{
     Barcode, Note, PatientRef, Sample, SampleCommand, SampleDetails, SampleEvent, SampleId,
     SampleType, TemperatureZone, VolumeUl,
 };
-use event_sourcing::{CommandContext, CommandOutcome, EventStore, ExpectedVersion, ReadProgress};
+use event_sourcing::{
+    CommandContext, CommandOutcome, EventStore, ExpectedVersion, Projection, ReadProgress,
+};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -392,16 +394,22 @@ impl SampleService {
         let pool = self.store.pool();
         let reached = self
             .read_progress
-            .wait_until(self.read_your_writes, || async move {
-                let at: Option<i64> =
-                    sqlx::query_scalar("SELECT version FROM samples WHERE sample_id = $1")
-                        .bind(id)
-                        .fetch_optional(pool)
-                        .await
-                        .ok()
-                        .flatten();
-                at.is_some_and(|v| v >= wanted)
-            })
+            .wait_for(
+                SamplesProjection::NAME,
+                id,
+                version,
+                self.read_your_writes,
+                || async move {
+                    let at: Option<i64> =
+                        sqlx::query_scalar("SELECT version FROM samples WHERE sample_id = $1")
+                            .bind(id)
+                            .fetch_optional(pool)
+                            .await
+                            .ok()
+                            .flatten();
+                    at.is_some_and(|v| v >= wanted)
+                },
+            )
             .await;
         if !reached {
             tracing::warn!(sample = %id, version, "the read side did not reach this version in time");
