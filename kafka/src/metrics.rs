@@ -38,6 +38,25 @@ fn latency_buckets() -> Vec<f64> {
 }
 
 impl PipelineMetrics {
+    /// Reads the outbox backlog, the parked rows and the age of the oldest transaction
+    /// holding an xid (cluster-wide: it holds every log follower back) into their gauges.
+    /// The relay refreshes them as it runs; `/metrics` on every scrape, so they are there
+    /// whichever process is scraped.
+    pub async fn refresh_gauges(&self, pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
+        let (backlog, parked, oldest): (i64, i64, f64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM outbox WHERE published_at IS NULL), \
+                    (SELECT count(*) FROM outbox WHERE published_at IS NULL AND parked_at IS NOT NULL), \
+                    (SELECT COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - min(xact_start)), 0)::float8 \
+                     FROM pg_stat_activity WHERE backend_xid IS NOT NULL)",
+        )
+        .fetch_one(pool)
+        .await?;
+        self.outbox_backlog.set(backlog);
+        self.outbox_parked.set(parked);
+        self.oldest_transaction_age.set(oldest);
+        Ok(())
+    }
+
     /// Creates the metrics and registers them in `registry`.
     pub fn new(registry: Registry) -> Result<Self, prometheus::Error> {
         let outbox_backlog = IntGauge::new(

@@ -55,6 +55,12 @@ pub enum RelayError {
     Encode(#[from] WireError),
     #[error("the circuit breaker is open")]
     CircuitOpen,
+    /// Encoding (the registry) took longer than the lease leaves for it; the round's rows
+    /// were released unsent rather than sent after another relay may have claimed them.
+    #[error(
+        "encoding took longer than {0:?} (is the schema registry slow?); the batch was released unsent"
+    )]
+    EncodeTimedOut(Duration),
 }
 
 #[derive(Debug, Clone)]
@@ -66,7 +72,10 @@ pub struct RelayConfig {
     pub idle_poll: Duration,
     /// How long one message may take to be acknowledged before it counts as failed.
     pub message_timeout: Duration,
-    /// How long a claim stays this relay's; must outlast `message_timeout`.
+    /// How long a claim stays this relay's. A round encodes within
+    /// `lease - message_timeout - 5 s` and then waits at most `message_timeout` for
+    /// acknowledgements, so it ends while its lease still holds; keep it at least
+    /// `2 × message_timeout + 5 s` (as [`RelayConfig::message_timeout`] does).
     pub lease: Duration,
     pub breaker: BreakerConfig,
     /// Back-off between failed rounds.
@@ -406,22 +415,38 @@ impl OutboxRelay {
         claimed: &[Claimed],
     ) -> Result<(HashMap<i64, bool>, usize), RelayError> {
         let encode_started = Instant::now();
+        // The lease must still hold when the last acknowledgement can arrive: past that,
+        // another relay may have claimed and sent these rows, and sending them again
+        // would put an aggregate's older events after its newer ones on the topic.
+        let budget = self
+            .config
+            .lease
+            .saturating_sub(self.config.message_timeout + Duration::from_secs(5))
+            .max(Duration::from_secs(1));
         let mut messages = Vec::with_capacity(claimed.len());
-        let mut parked_aggregates: HashSet<Uuid> = HashSet::new();
         let mut parked = 0;
-        for c in claimed {
-            if parked_aggregates.contains(&c.aggregate_id) {
-                continue;
-            }
-            match self.codec.encode(&c.stored()).await {
-                Ok((topic, bytes)) => messages.push((topic, c, bytes)),
-                Err(error) if error.is_transient() => return Err(error.into()),
-                Err(error) => {
-                    self.park(c, &error.to_string()).await?;
-                    parked += 1;
-                    parked_aggregates.insert(c.aggregate_id);
+        let encoded = tokio::time::timeout(budget, async {
+            let mut parked_aggregates: HashSet<Uuid> = HashSet::new();
+            for c in claimed {
+                if parked_aggregates.contains(&c.aggregate_id) {
+                    continue;
+                }
+                match self.codec.encode(&c.stored()).await {
+                    Ok((topic, bytes)) => messages.push((topic, c, bytes)),
+                    Err(error) if error.is_transient() => return Err(error.into()),
+                    Err(error) => {
+                        self.park(c, &error.to_string()).await?;
+                        parked += 1;
+                        parked_aggregates.insert(c.aggregate_id);
+                    }
                 }
             }
+            Ok::<_, RelayError>(())
+        })
+        .await;
+        match encoded {
+            Ok(result) => result?,
+            Err(_) => return Err(RelayError::EncodeTimedOut(budget)),
         }
         self.metrics
             .stage_duration
@@ -528,19 +553,7 @@ impl OutboxRelay {
         if !due {
             return;
         }
-        let gauges: Result<(i64, i64, f64), sqlx::Error> = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM outbox WHERE published_at IS NULL), \
-                    (SELECT count(*) FROM outbox WHERE published_at IS NULL AND parked_at IS NOT NULL), \
-                    (SELECT COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - min(xact_start)), 0)::float8 \
-                     FROM pg_stat_activity WHERE backend_xid IS NOT NULL)",
-        )
-        .fetch_one(&self.pool)
-        .await;
-        if let Ok((backlog, parked, oldest)) = gauges {
-            self.metrics.outbox_backlog.set(backlog);
-            self.metrics.outbox_parked.set(parked);
-            self.metrics.oldest_transaction_age.set(oldest);
-        }
+        let _ = self.metrics.refresh_gauges(&self.pool).await;
     }
 }
 

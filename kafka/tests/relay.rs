@@ -594,3 +594,47 @@ async fn a_message_kafka_refuses_for_good_is_parked_not_retried_forever() -> Tes
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_registry_that_never_answers_cannot_keep_a_batch_past_its_lease() -> TestResult {
+    // A registry that accepts connections and never answers: encoding hangs. The round
+    // must give its rows back before its lease runs out, not send them after another
+    // relay may have claimed them.
+    let broker = Broker::start().await?;
+    let store = store().await?;
+    lab_day(&store, 3, "SLOWREG").await?;
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", silent.local_addr()?);
+    let held = tokio::spawn(async move {
+        let mut connections = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            connections.push(socket);
+        }
+    });
+    let codec = Arc::new(WireCodec::new(&url, sample_catalog()?));
+    let (relay, _) = relay(&store, &codec, &broker.address)?;
+    let lease = RelayConfig::new(&broker.address)
+        .message_timeout(Duration::from_secs(2))
+        .lease;
+    let started = Instant::now();
+    let round = tokio::time::timeout(lease, relay.publish_batch()).await;
+    let took = started.elapsed();
+    held.abort();
+    let error = match round {
+        Err(_) => panic!("the round still held its batch when its {lease:?} lease ran out"),
+        Ok(Ok(round)) => panic!("encoding against a silent registry succeeded: {round:?}"),
+        Ok(Err(error)) => error,
+    };
+    assert!(
+        matches!(error, kafka::relay::RelayError::EncodeTimedOut(_)),
+        "{error}"
+    );
+    assert!(took < lease, "gave up after {took:?}");
+    let still_leased: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM outbox WHERE leased_until IS NOT NULL OR published_at IS NOT NULL",
+    )
+    .fetch_one(store.pool())
+    .await?;
+    assert_eq!(still_leased, 0, "the rows were released unsent");
+    Ok(())
+}

@@ -1,16 +1,18 @@
 //! Runs the retention job (see [`event_sourcing::retention`]) inside `tracseq serve`.
 //!
 //! Every instance runs it: the deletes skip rows another instance holds, so several at
-//! once only share the work. It stops on Ctrl-C or SIGTERM, like the server; stopping
-//! mid-run abandons at most one batch statement, which commits or rolls back on its own.
+//! once only share the work. It stops with the application that started it (when the
+//! server shuts down on Ctrl-C or SIGTERM, or the application is dropped); stopping mid-run
+//! abandons at most one batch statement, which commits or rolls back on its own.
 
 use crate::config::Settings;
 use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Starts pruning old outbox, `processed_events` and `commands` rows as `settings` say.
-pub fn spawn(pool: PgPool, settings: &Settings) -> JoinHandle<()> {
+/// Starts pruning old outbox, `processed_events` and `commands` rows as `settings` say,
+/// until `stop` turns true or its sender is dropped.
+pub fn spawn(pool: PgPool, settings: &Settings, stop: watch::Receiver<bool>) -> JoinHandle<()> {
     let retention = settings.retention();
     tracing::info!(
         outbox_days = settings.retain_outbox_days,
@@ -18,29 +20,5 @@ pub fn spawn(pool: PgPool, settings: &Settings) -> JoinHandle<()> {
         commands_days = settings.retain_commands_days,
         "retention job started (0 days = kept forever)"
     );
-    let (stop_tx, stop) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_requested().await;
-        let _ = stop_tx.send(true);
-    });
     event_sourcing::retention::spawn(pool, retention, stop)
-}
-
-async fn shutdown_requested() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut terminate) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = terminate.recv() => {}
-            }
-            return;
-        }
-    }
-    // Without a SIGTERM handler, Ctrl-C alone; if even that fails, the job runs until
-    // the process ends.
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
-    }
 }

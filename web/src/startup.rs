@@ -76,11 +76,13 @@ pub struct AppState {
     pub stuck_after: Duration,
 }
 
-/// A built application, bound to its port but not yet serving.
+/// A built application, bound to its port but not yet serving. Its background jobs
+/// (retention) stop when it stops serving or is dropped.
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     port: u16,
+    stop_jobs: tokio::sync::watch::Sender<bool>,
 }
 
 impl Application {
@@ -93,7 +95,8 @@ impl Application {
     /// Builds on an existing pool (tests give each run its own database).
     pub async fn with_pool(pool: PgPool, settings: &Settings) -> Result<Self, StartupError> {
         MIGRATOR.run(&pool).await?;
-        crate::retention::spawn(pool.clone(), settings);
+        let (stop_jobs, jobs_stop) = tokio::sync::watch::channel(false);
+        crate::retention::spawn(pool.clone(), settings, jobs_stop);
         let store = EventStore::new(
             pool,
             StoreConfig {
@@ -154,6 +157,7 @@ impl Application {
             listener,
             router,
             port,
+            stop_jobs,
         })
     }
 
@@ -163,9 +167,11 @@ impl Application {
 
     /// Serves until Ctrl-C or SIGTERM, then finishes the requests in flight.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
+        let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown_signal())
-            .await
+            .await;
+        let _ = self.stop_jobs.send(true);
+        served
     }
 }
 

@@ -820,3 +820,33 @@ async fn a_command_answers_with_a_consistency_token_and_reads_can_wait_for_it() 
     assert!(page.contains("id=\"status\">validated<"), "{page}");
     Ok(())
 }
+
+#[tokio::test]
+async fn metrics_show_the_oldest_open_transaction_without_a_relay() -> TestResult {
+    // In-process mode runs no relay; the gauge must still be read on each scrape, since
+    // an old transaction holds the in-process projection back just as much.
+    let app = TestApp::spawn().await?;
+    let mut holder = app.pool.begin().await?;
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *holder)
+        .await?;
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    holder.rollback().await?;
+    let age: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("cqrs_oldest_transaction_age_seconds "))
+        .ok_or_else(|| format!("no oldest-transaction gauge in /metrics:\n{metrics}"))?
+        .trim()
+        .parse()?;
+    assert!(
+        age > 0.0,
+        "an open transaction holds an xid, yet the age is {age}"
+    );
+    Ok(())
+}

@@ -15,12 +15,8 @@ use serde::Deserialize;
 
 /// `GET /metrics` in the Prometheus text format.
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    if let Ok(backlog) =
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-            .fetch_one(state.samples.pool())
-            .await
-    {
-        state.metrics.outbox_backlog.set(backlog);
+    if let Err(error) = state.metrics.refresh_gauges(state.samples.pool()).await {
+        tracing::warn!(%error, "outbox and transaction gauges could not be refreshed");
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
