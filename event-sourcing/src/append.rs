@@ -303,6 +303,20 @@ fn classify(error: sqlx::Error, request: &AppendRequest) -> StoreError {
                         value: claim.value.clone(),
                     };
                 }
+                // The DETAIL is missing (no SELECT right on the table) or worded otherwise
+                // (a translated server): still a taken value, never an outage. Name every
+                // value the request claimed; with one claim, as usual, that is exact.
+                if !request.unique_claims.is_empty() {
+                    let join = |f: fn(&UniqueClaim) -> &str| {
+                        let mut parts: Vec<&str> = request.unique_claims.iter().map(f).collect();
+                        parts.dedup();
+                        parts.join(" or ")
+                    };
+                    return StoreError::UniqueViolation {
+                        scope: join(|c| c.scope.as_str()),
+                        value: join(|c| c.value.as_str()),
+                    };
+                }
             }
             Some("streams_pkey") | Some("events_aggregate_id_version_key") => {
                 return StoreError::Conflict {
@@ -319,8 +333,8 @@ fn classify(error: sqlx::Error, request: &AppendRequest) -> StoreError {
 /// The claim PostgreSQL reported as taken. Its DETAIL names the key exactly,
 /// `Key (scope, value)=(barcode, X) already exists.`; the message does not. Matching the
 /// whole DETAIL line, rather than parsing it, stays right when a value itself contains
-/// commas, parentheses or `=`. No match (another server version's wording) is left a
-/// database error rather than pinned on a claim that may be free.
+/// commas, parentheses or `=`. No match (another wording, no DETAIL) is answered by the
+/// caller without pinning it on one claim that may be free.
 fn taken_claim<'r>(
     db: &(dyn sqlx::error::DatabaseError + 'static),
     request: &'r AppendRequest,

@@ -36,6 +36,12 @@ pub struct CommandContext {
     /// with another fingerprint is refused rather than answered with the first outcome.
     #[serde(default)]
     pub fingerprint: Option<String>,
+    /// Whether the caller chose the command id (an idempotency key, a form's id, an id a
+    /// saga derived from an event) and so may repeat it. Only then is a rejection
+    /// recorded, to be answered the same way on a repeat: a fresh random id can never be
+    /// repeated, and recording it would let anyone grow the table with refused requests.
+    #[serde(default)]
+    pub repeatable: bool,
 }
 
 impl CommandContext {
@@ -52,6 +58,7 @@ impl CommandContext {
             tracestate: None,
             command_name: None,
             fingerprint: None,
+            repeatable: false,
         }
     }
 
@@ -83,14 +90,17 @@ impl CommandContext {
             tracestate: metadata.tracestate.clone(),
             command_name: None,
             fingerprint: None,
+            repeatable: false,
         }
     }
 
+    /// The caller's own command id, which it may send again (see [`Self::repeatable`]).
     pub fn with_command_id(mut self, command_id: Uuid) -> Self {
         if self.correlation_id == self.command_id {
             self.correlation_id = command_id;
         }
         self.command_id = command_id;
+        self.repeatable = true;
         self
     }
 

@@ -73,6 +73,14 @@ impl ProjectionError {
 }
 
 /// Whether a database error may pass by itself.
+///
+/// Only errors about the data itself are permanent: a data exception (class 22: a value
+/// out of range, malformed input) or an integrity constraint violation (class 23), which
+/// fail the same way every time. Everything the server says otherwise may pass — a lost
+/// connection (08), a deadlock (40), no resources (53), a shutdown (57), a read-only
+/// standby after a failover (25006), an I/O error (58, XX), a table or column missing
+/// while a deploy is half done (42) — and is waited out, never dead-lettered: set aside
+/// wrongly, an event takes every later event of its aggregate with it.
 pub fn is_transient_database_error(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_)
@@ -80,16 +88,11 @@ pub fn is_transient_database_error(error: &sqlx::Error) -> bool {
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Protocol(_) => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            // connection exceptions, serialization failure/deadlock, insufficient
-            // resources, operator intervention (admin shutdown, cannot connect now),
-            // lock not available
-            ["08", "40", "53", "57"]
-                .iter()
-                .any(|class| code.starts_with(class))
-                || code == "55P03"
-        }),
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::Configuration(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_none_or(|code| !(code.starts_with("22") || code.starts_with("23"))),
         _ => false,
     }
 }

@@ -229,13 +229,17 @@ impl EventStore {
     }
 
     /// Records the rejection as the command's first outcome and returns it; when a
-    /// concurrent repeat recorded an outcome first, that one is the answer.
+    /// concurrent repeat recorded an outcome first, that one is the answer. A command
+    /// whose id the caller did not choose cannot be repeated, so nothing is recorded.
     async fn reject<A: Aggregate>(
         &self,
         aggregate_id: Uuid,
         context: &CommandContext,
         rejection: A::Rejection,
     ) -> Result<CommandOutcome, CommandError<A::Rejection>> {
+        if !context.repeatable {
+            return Err(CommandError::Rejected(rejection));
+        }
         let recorded = self
             .record_rejection(
                 context,

@@ -470,6 +470,57 @@ async fn a_repeated_rejection_is_answered_with_the_first_rejection() -> TestResu
     Ok(())
 }
 
+/// A rejection is recorded only for a command id the caller chose (and may repeat): a
+/// stream of refused requests without one leaves no rows behind.
+#[tokio::test]
+async fn only_rejections_of_repeatable_commands_are_recorded() -> TestResult {
+    let (pool, _) = fresh_database(5).await?;
+    let store = EventStore::new(pool.clone(), StoreConfig::default());
+    let id = Uuid::now_v7();
+    store
+        .execute::<Sample>(
+            id,
+            register(id, "BC-REJ-ONCE"),
+            &CommandContext::new("tech"),
+            ExpectedVersion::Any,
+        )
+        .await?;
+    let rejections = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM commands WHERE outcome = 'rejected'")
+            .fetch_one(&pool)
+            .await
+    };
+    for _ in 0..3 {
+        let refused = store
+            .execute::<Sample>(
+                id,
+                SampleCommand::Validate { notes: None },
+                &CommandContext::new("tech"),
+                ExpectedVersion::Any,
+            )
+            .await;
+        assert!(
+            matches!(refused, Err(CommandError::Rejected(_))),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(rejections().await?, 0, "random command ids recorded");
+    let refused = store
+        .execute::<Sample>(
+            id,
+            SampleCommand::Validate { notes: None },
+            &keyed(Uuid::now_v7(), "validate", "v1"),
+            ExpectedVersion::Any,
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(CommandError::Rejected(_))),
+        "{refused:?}"
+    );
+    assert_eq!(rejections().await?, 1, "a keyed rejection is recorded");
+    Ok(())
+}
+
 /// A command repeated after the aggregate moved on returns its first outcome (the
 /// versions it appended then), marked as a duplicate, and appends nothing.
 #[tokio::test]

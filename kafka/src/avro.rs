@@ -589,7 +589,10 @@ pub fn from_avro(
         }
         (Value::Date(days), _) => {
             let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).ok_or("no epoch")?;
-            Json::String((epoch + chrono::Duration::days(i64::from(days))).to_string())
+            let date = chrono::Duration::try_days(i64::from(days))
+                .and_then(|d| epoch.checked_add_signed(d))
+                .ok_or_else(|| format!("date {days} days from 1970-01-01 is out of range"))?;
+            Json::String(date.to_string())
         }
         (Value::TimestampMicros(us), _) => micros_text(us)?,
         (Value::TimestampMillis(ms), _) => micros_text(ms.saturating_mul(1000))?,
@@ -638,6 +641,17 @@ pub fn names_of(schema: &Schema) -> Result<HashMap<Name, Schema>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_date_out_of_range_is_an_error_not_a_panic() {
+        let names = HashMap::new();
+        assert!(from_avro(Value::Date(i32::MAX), &Schema::Date, &names).is_err());
+        assert!(from_avro(Value::Date(i32::MIN), &Schema::Date, &names).is_err());
+        assert_eq!(
+            from_avro(Value::Date(1), &Schema::Date, &names),
+            Ok(Json::String("1970-01-02".into()))
+        );
+    }
 
     #[test]
     fn decimals_round_trip_exactly() {

@@ -43,6 +43,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+/// How long without a receive error counts as the broker being back (librdkafka retries
+/// a lost broker at most every 10 s, `reconnect.backoff.max.ms`).
+const RECEIVE_RECOVERED_AFTER: Duration = Duration::from_secs(15);
+
 type EventOf<P> = <<P as Projection>::Aggregate as Aggregate>::Event;
 
 /// How one message ended.
@@ -244,13 +248,17 @@ impl<P: Projection> Applier<P> {
         for envelope in &decoded {
             results.push(self.apply_in(&mut tx, envelope).await.ok()?);
         }
+        let applied: Vec<Uuid> = decoded
+            .iter()
+            .zip(&results)
+            .filter(|(_, applied)| **applied == Applied::Applied)
+            .map(|(e, _)| e.event_id)
+            .collect();
         let reached: Vec<(Uuid, u64)> = decoded
             .iter()
             .map(|e| (e.aggregate_id, e.version))
             .collect();
-        event_sourcing::notify_progress(&mut tx, P::NAME, &reached)
-            .await
-            .ok()?;
+        self.finish(&mut tx, &applied, &reached).await.ok()?;
         tx.commit().await.ok()?;
         self.advanced();
         let newest = decoded
@@ -282,7 +290,7 @@ impl<P: Projection> Applier<P> {
         } else {
             &[]
         };
-        self.finish(&mut tx, ids, (envelope.aggregate_id, envelope.version))
+        self.finish(&mut tx, ids, &[(envelope.aggregate_id, envelope.version)])
             .await?;
         tx.commit().await?;
         self.observe_lag(envelope.recorded_at);
@@ -292,12 +300,13 @@ impl<P: Projection> Applier<P> {
     /// Last steps before commit: stamp the applied events' `processed_at` with the real
     /// instant (`now()` would be the transaction's start, before the work and the commit
     /// that projection lag must include), and notify pages waiting for `reached` (the
-    /// event's aggregate and version, applied now or before).
+    /// events' aggregates and versions, applied now or before). One path for single
+    /// messages and batches, so both are measured the same way.
     async fn finish(
         &self,
         conn: &mut PgConnection,
         applied: &[Uuid],
-        reached: (Uuid, u64),
+        reached: &[(Uuid, u64)],
     ) -> Result<(), sqlx::Error> {
         if !applied.is_empty() {
             sqlx::query(
@@ -309,7 +318,7 @@ impl<P: Projection> Applier<P> {
             .execute(&mut *conn)
             .await?;
         }
-        event_sourcing::notify_progress(conn, P::NAME, &[reached]).await
+        event_sourcing::notify_progress(conn, P::NAME, reached).await
     }
 
     /// Records the event as processed by this consumer and applies it, inside `conn`'s
@@ -442,11 +451,25 @@ impl<P: Projection> ProjectionConsumer<P> {
             let first = tokio::select! {
                 _ = stop.wait_for(|s| *s) => return Ok(()),
                 message = self.consumer.recv() => message,
+                // Failing only on receive errors (an apply never returns here while its
+                // failure lasts) and quiet for longer than librdkafka's longest reconnect
+                // back-off: the broker is back with nothing to deliver. Left failing, an
+                // idle consumer would keep the process unready after the outage ended.
+                () = tokio::time::sleep(RECEIVE_RECOVERED_AFTER),
+                    if self.applier.progress().is_failing() =>
+                {
+                    self.applier.advanced();
+                    continue;
+                }
             };
             let mut batch = match first {
                 Ok(m) => vec![m],
                 Err(error) => {
+                    // The broker's trouble, not the message's: stalled, visibly, until
+                    // a receive works again.
                     tracing::warn!(%error, consumer = name, "kafka receive failed");
+                    self.applier
+                        .stalled(&format!("receiving from Kafka: {error}"));
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     continue;
                 }
@@ -684,12 +707,14 @@ impl<P: Projection> DeadLetters<P> {
         sqlx::query_as(
             "SELECT id, consumer, topic, kafka_partition, kafka_offset, message_key, event_type, event_id, error, \
              attempts, first_failed_at, last_failed_at, status, reprocessed_at FROM dead_letters \
-             WHERE ($1::text IS NULL OR event_type = $1) AND ($2::text IS NULL OR status = $2) \
+             WHERE consumer = $4 AND ($1::text IS NULL OR event_type = $1) \
+             AND ($2::text IS NULL OR status = $2) \
              ORDER BY id DESC LIMIT $3",
         )
         .bind(event_type)
         .bind(status)
         .bind(limit)
+        .bind(P::NAME)
         .fetch_all(self.applier.pool())
         .await
     }
@@ -698,11 +723,13 @@ impl<P: Projection> DeadLetters<P> {
     /// second time, whenever it is asked (the consumer's de-duplication records expire
     /// with retention; the dead letter's own status does not).
     pub async fn reprocess(&self, id: i64) -> Result<Option<Reprocessed>, sqlx::Error> {
-        let row: Option<(Vec<u8>, String)> =
-            sqlx::query_as("SELECT payload, status FROM dead_letters WHERE id = $1")
-                .bind(id)
-                .fetch_optional(self.applier.pool())
-                .await?;
+        let row: Option<(Vec<u8>, String)> = sqlx::query_as(
+            "SELECT payload, status FROM dead_letters WHERE id = $1 AND consumer = $2",
+        )
+        .bind(id)
+        .bind(P::NAME)
+        .fetch_optional(self.applier.pool())
+        .await?;
         let Some((payload, status)) = row else {
             return Ok(None);
         };

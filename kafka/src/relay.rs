@@ -395,10 +395,11 @@ impl OutboxRelay {
             %reason, "outbox row parked: it cannot be encoded; its aggregate's later events wait behind it");
         sqlx::query(
             "UPDATE outbox SET parked_at = clock_timestamp(), park_reason = $2, leased_until = NULL \
-             WHERE position = $1",
+             WHERE position = $1 AND leased_by = $3 AND published_at IS NULL",
         )
         .bind(c.position)
         .bind(reason)
+        .bind(self.id)
         .execute(&self.pool)
         .await?;
         self.metrics
@@ -459,7 +460,15 @@ impl OutboxRelay {
             .ok_or(RelayError::Kafka(KafkaError::Canceled))?;
         let mut deliveries = Vec::with_capacity(messages.len());
         let mut outcomes = HashMap::with_capacity(messages.len());
+        // Once one of an aggregate's rows is parked or fails to queue, its later rows are
+        // not handed to the producer this round: sent, they would reach the topic before
+        // the earlier row does.
+        let mut blocked: HashSet<Uuid> = HashSet::new();
         for (topic, c, bytes) in &messages {
+            if blocked.contains(&c.aggregate_id) {
+                outcomes.insert(c.position, false);
+                continue;
+            }
             let key = c.aggregate_id.to_string();
             let event_id = c.event_id.to_string();
             let mut headers = OwnedHeaders::new()
@@ -493,8 +502,10 @@ impl OutboxRelay {
                     self.park(c, &format!("Kafka refuses this message: {error}"))
                         .await?;
                     parked += 1;
+                    blocked.insert(c.aggregate_id);
                 }
                 Err((error, _)) => {
+                    blocked.insert(c.aggregate_id);
                     self.breaker.record(false);
                     self.metrics
                         .publish_failures

@@ -32,12 +32,20 @@ pub enum WireError {
 }
 
 impl WireError {
-    /// Registry trouble that may pass (unreachable, or any 5xx: the registry's own
-    /// failure, never the message's); a message or event that cannot be mapped, or a
-    /// schema id the registry does not know, will not.
+    /// Registry trouble that may pass: unreachable, any 5xx (the registry's own failure,
+    /// never the message's), a timeout or rate limit (408, 429), or refused credentials
+    /// (401, 403: fixed by configuration, not by the message). A message or event that
+    /// cannot be mapped, or a schema id the registry does not know, will not pass.
     pub fn is_transient(&self) -> bool {
+        const PASSING: [&str; 5] = [
+            "status 5",
+            "status 401",
+            "status 403",
+            "status 408",
+            "status 429",
+        ];
         matches!(self, Self::Registry(e)
-            if e.retriable || e.error.contains("failed with status 5"))
+            if e.retriable || PASSING.iter().any(|s| e.error.contains(s)))
     }
 }
 
@@ -94,9 +102,12 @@ impl WireCodec {
         Ok(ids)
     }
 
-    /// The converter caches failed look-ups; one that may pass must be asked again.
-    fn forget_if_transient(&self, error: WireError) -> WireError {
-        if error.is_transient() {
+    /// The converter caches failed look-ups. None is kept: one that may pass must be
+    /// asked again, and one that will not may still be cured by an operator (a schema
+    /// registered, a subject restored) before the parked row or dead letter is re-tried.
+    /// Failures are rare, so asking again costs nothing on the common path.
+    fn forget_failure(&self, error: WireError) -> WireError {
+        if matches!(error, WireError::Registry(_)) {
             self.encoder.remove_errors_from_cache();
             self.decoder.remove_errors_from_cache();
         }
@@ -122,7 +133,7 @@ impl WireCodec {
             .encoder
             .encode_value(record, &strategy)
             .await
-            .map_err(|e| self.forget_if_transient(e.into()))?;
+            .map_err(|e| self.forget_failure(e.into()))?;
         Ok((schema.topic.clone(), bytes))
     }
 
@@ -139,7 +150,7 @@ impl WireCodec {
             .decoder
             .decode_with_schema(Some(bytes))
             .await
-            .map_err(|e| self.forget_if_transient(e.into()))?
+            .map_err(|e| self.forget_failure(e.into()))?
             .ok_or_else(|| WireError::NotWireFormat("empty message".into()))?;
         let name = decoded.name.map(|n| n.name().to_owned()).ok_or_else(|| {
             WireError::NotWireFormat("the writer schema is not a named record".into())

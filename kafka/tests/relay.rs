@@ -573,12 +573,41 @@ async fn a_message_kafka_refuses_for_good_is_parked_not_retried_forever() -> Tes
     {
         result?;
     }
+    // An event after the refused one, claimed in the same round: it must not reach the
+    // topic ahead of its predecessor.
+    for result in store
+        .append_all(&[event_sourcing::AppendRequest {
+            aggregate_type: "Sample",
+            aggregate_id: id,
+            expected_version: 2,
+            events: vec![event_sourcing::NewEvent {
+                event_id: Uuid::now_v7(),
+                event_type: "SampleValidated",
+                schema_version: 2,
+                payload: serde_json::json!({ "notes": null }).to_string(),
+                metadata: ctx().event_metadata(),
+            }],
+            ..event_sourcing::AppendRequest::default()
+        }])
+        .await
+    {
+        result?;
+    }
     let (relay, metrics) = relay(&store, &codec, &broker.address)?;
     let mut rounds = 0;
     while relay.publish_batch().await?.claimed > 0 {
         rounds += 1;
         assert!(rounds < 5, "the refused message keeps coming back");
     }
+    let on_topic = tokio::task::block_in_place(|| {
+        read_topic(&broker.address, SAMPLE_EVENTS, 1, Duration::from_secs(30))
+    })?;
+    let keys: Vec<&str> = on_topic.iter().map(|m| m.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [id.to_string()],
+        "only the registration went out; the validation waits behind the refused row"
+    );
     let set_aside = parked(store.pool(), 10).await?;
     assert_eq!(set_aside.len(), 1, "{set_aside:?}");
     assert!(
@@ -589,8 +618,8 @@ async fn a_message_kafka_refuses_for_good_is_parked_not_retried_forever() -> Tes
     assert_eq!(metrics.outbox_parked.get(), 1);
     assert_eq!(
         backlog(&store).await?,
-        1,
-        "the registration went out; the refused row waits"
+        2,
+        "the refused row and the one behind it wait"
     );
     Ok(())
 }

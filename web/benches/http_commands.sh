@@ -41,10 +41,6 @@ cat >"$WORK/register.lua" <<'LUA'
 wrk.method = "POST"
 wrk.body = '{"sample_type": "plasma", "volume_ul": "250", "temperature_zone": "-80"}'
 wrk.headers["Content-Type"] = "application/json"
-local errors = 0
-response = function(status, headers, body)
-  if status >= 300 then errors = errors + 1 end
-end
 done = function(summary, latency, requests)
   io.write(string.format("requests_per_s=%.0f p50_ms=%.2f p95_ms=%.2f p99_ms=%.2f non_2xx=%d socket_errors=%d\n",
     summary.requests / (summary.duration / 1e6),

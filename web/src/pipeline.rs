@@ -51,8 +51,9 @@ pub fn topic_settings(settings: &Settings) -> TopicSettings {
     }
 }
 
-/// Creates the topics and registers the event schemas (both idempotent), retrying for a
-/// while when the broker or the registry is not up yet.
+/// Creates the topics and registers the event schemas (both idempotent), waiting without
+/// limit (backing off to 30 s between tries) while the broker or the registry is not up;
+/// a schema the registry refuses ends start-up at once.
 pub async fn prepare(
     brokers: &str,
     settings: &Settings,
@@ -60,28 +61,31 @@ pub async fn prepare(
 ) -> Result<WireCodec, PipelineError> {
     let topics = topic_names(&catalog);
     let codec = WireCodec::new(&settings.schema_registry_url, catalog);
-    let mut attempt = 0;
+    let mut attempt: u32 = 0;
     loop {
-        attempt += 1;
+        attempt = attempt.saturating_add(1);
         let ready = async {
             topics::ensure_topics_with(brokers, &topics, topic_settings(settings))
                 .await
-                .map_err(|e| format!("topics on {brokers}: {e}"))?;
-            codec
-                .register_all()
-                .await
-                .map_err(|e| format!("schemas at {}: {e}", settings.schema_registry_url))
+                .map_err(|e| (true, format!("topics on {brokers}: {e}")))?;
+            codec.register_all().await.map_err(|e| {
+                let message = format!("schemas at {}: {e}", settings.schema_registry_url);
+                (e.is_transient(), message)
+            })
         };
         match ready.await {
             Ok(ids) => {
                 tracing::info!(?ids, "event schemas registered");
                 return Ok(codec);
             }
-            Err(error) if attempt < 10 => {
-                tracing::warn!(%error, attempt, "event pipeline not ready; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+            // A broker or registry not up (yet): wait for it, however long, saying so.
+            Err((true, error)) => {
+                let wait = Duration::from_secs(u64::from(attempt.min(30)));
+                tracing::warn!(%error, attempt, ?wait, "event pipeline not ready; waiting for it");
+                tokio::time::sleep(wait).await;
             }
-            Err(error) => return Err(PipelineError(error)),
+            // The registry refuses a schema (incompatible, invalid): waiting cures nothing.
+            Err((false, error)) => return Err(PipelineError(error)),
         }
     }
 }
