@@ -229,8 +229,10 @@ impl EventStore {
     }
 
     /// Records the rejection as the command's first outcome and returns it; when a
-    /// concurrent repeat recorded an outcome first, that one is the answer. A command
-    /// whose id the caller did not choose cannot be repeated, so nothing is recorded.
+    /// concurrent repeat recorded an outcome first, that one is the answer. A rejection of
+    /// a command whose id the caller did not choose is not recorded (nobody can send that
+    /// id again, and recording it would let anyone grow the table with refused requests);
+    /// it is still answered with the first outcome if that id already succeeded.
     async fn reject<A: Aggregate>(
         &self,
         aggregate_id: Uuid,
@@ -238,6 +240,9 @@ impl EventStore {
         rejection: A::Rejection,
     ) -> Result<CommandOutcome, CommandError<A::Rejection>> {
         if !context.repeatable {
+            if let Some(first) = self.first_outcome::<A>(aggregate_id, context).await {
+                return first;
+            }
             return Err(CommandError::Rejected(rejection));
         }
         let recorded = self
