@@ -83,7 +83,6 @@ mod avro_schemas {
     pub const ENUM_AB_FIELD_DEFAULT_A_ENUM_DEFAULT_B_RECORD: &str = r#"{"type":"record","name":"Record","fields":[
         {"name":"Field","type":{"type":"enum","name":"Schema","symbols":["A","B"],"default":"B"},"default":"A"}]}"#;
     pub const EMPTY_UNION: &str = r#"[]"#;
-    pub const NULL_UNION: &str = r#"["null"]"#;
     pub const INT_UNION: &str = r#"["int"]"#;
     pub const LONG_UNION: &str = r#"["long"]"#;
     pub const FLOAT_UNION: &str = r#"["float"]"#;
@@ -95,8 +94,6 @@ mod avro_schemas {
     pub const INT_FLOAT_UNION: &str = r#"["int","float"]"#;
     pub const INT_LONG_UNION: &str = r#"["int","long"]"#;
     pub const INT_LONG_FLOAT_DOUBLE_UNION: &str = r#"["int","long","float","double"]"#;
-    pub const NULL_INT_ARRAY_UNION: &str = r#"["null",{"type":"array","items":"int"}]"#;
-    pub const NULL_INT_MAP_UNION: &str = r#"["null",{"type":"map","values":"int"}]"#;
     pub const EMPTY_RECORD1: &str = r#"{"type":"record","name":"Record1","fields":[]}"#;
     pub const EMPTY_RECORD2: &str = r#"{"type":"record","name":"Record2","fields":[]}"#;
     pub const A_INT_RECORD1: &str =
@@ -262,7 +259,11 @@ mod avro_java {
                 ("[float]/[long]", FLOAT_UNION, LONG_UNION),
                 ("[float]/[int,long]", FLOAT_UNION, INT_LONG_UNION),
                 ("[int]/[int]", INT_UNION, INT_UNION),
-                ("[int,string]/[string,int]", INT_STRING_UNION, STRING_INT_UNION),
+                (
+                    "[int,string]/[string,int]",
+                    INT_STRING_UNION,
+                    STRING_INT_UNION,
+                ),
                 ("[int]/[]", INT_UNION, EMPTY_UNION),
                 ("[long]/[]", LONG_UNION, EMPTY_UNION),
                 ("[long]/[int]", LONG_UNION, INT_UNION),
@@ -297,10 +298,22 @@ mod avro_java {
                 ("{a:int}/{a:int=0}", A_INT_RECORD1, A_DINT_RECORD1),
                 ("{a:long}/{a:int}", A_LONG_RECORD1, A_INT_RECORD1),
                 ("{a:int}/{a:int,b:int}", A_INT_RECORD1, A_INT_B_INT_RECORD1),
-                ("{a:int=0}/{a:int,b:int}", A_DINT_RECORD1, A_INT_B_INT_RECORD1),
-                ("{a:int,b:int=0}/{a:int}", A_INT_B_DINT_RECORD1, A_INT_RECORD1),
+                (
+                    "{a:int=0}/{a:int,b:int}",
+                    A_DINT_RECORD1,
+                    A_INT_B_INT_RECORD1,
+                ),
+                (
+                    "{a:int,b:int=0}/{a:int}",
+                    A_INT_B_DINT_RECORD1,
+                    A_INT_RECORD1,
+                ),
                 ("{a:int=0,b:int=0}/{}", A_DINT_B_DINT_RECORD1, EMPTY_RECORD1),
-                ("{a:int=0,b:int=0}/{a:int}", A_DINT_B_DINT_RECORD1, A_INT_RECORD1),
+                (
+                    "{a:int=0,b:int=0}/{a:int}",
+                    A_DINT_B_DINT_RECORD1,
+                    A_INT_RECORD1,
+                ),
                 (
                     "{a:int,b:int}/{a:int=0,b:int=0}",
                     A_INT_B_INT_RECORD1,
@@ -360,7 +373,11 @@ mod avro_java {
                 ("int map/long map", INT_MAP, LONG_MAP),
                 ("int/enum", INT, ENUM2_AB),
                 ("enum/int", ENUM2_AB, INT),
-                ("float/[int,long,float,double]", FLOAT, INT_LONG_FLOAT_DOUBLE_UNION),
+                (
+                    "float/[int,long,float,double]",
+                    FLOAT,
+                    INT_LONG_FLOAT_DOUBLE_UNION,
+                ),
                 ("long/[int,float]", LONG, INT_FLOAT_UNION),
                 ("int/[int,float]", INT, INT_FLOAT_UNION),
                 ("int list/long list", INT_LIST_RECORD, LONG_LIST_RECORD),
@@ -391,26 +408,76 @@ mod avro_java {
         let union_int_enum1_ab = format!(r#"["int",{ENUM1_AB}]"#);
         let union_int_fixed_4 = format!(r#"["int",{FIXED_4_BYTES}]"#);
         let cases: Vec<(&str, &str, &str, Vec<&str>)> = vec![
-            ("[int]/[int,string]", INT_UNION, INT_STRING_UNION, vec!["/1:"]),
-            ("[string]/[int,string]", STRING_UNION, INT_STRING_UNION, vec!["/0:"]),
-            ("[int]/[int,Record1]", INT_UNION, &union_int_record1, vec!["/1:"]),
-            ("[int]/[int,Record2]", INT_UNION, union_int_record2, vec!["/1:"]),
+            (
+                "[int]/[int,string]",
+                INT_UNION,
+                INT_STRING_UNION,
+                vec!["/1:"],
+            ),
+            (
+                "[string]/[int,string]",
+                STRING_UNION,
+                INT_STRING_UNION,
+                vec!["/0:"],
+            ),
+            (
+                "[int]/[int,Record1]",
+                INT_UNION,
+                &union_int_record1,
+                vec!["/1:"],
+            ),
+            (
+                "[int]/[int,Record2]",
+                INT_UNION,
+                union_int_record2,
+                vec!["/1:"],
+            ),
             (
                 "[int,Record1]/[int,Record2]",
                 &union_int_record1,
                 union_int_record2,
                 vec!["/1:"],
             ),
-            ("[int]/[int,enum]", INT_UNION, &union_int_enum1_ab, vec!["/1:"]),
-            ("[int]/[int,fixed]", INT_UNION, &union_int_fixed_4, vec!["/1:"]),
-            ("[int]/[int,boolean]", INT_UNION, r#"["int","boolean"]"#, vec!["/1:"]),
+            (
+                "[int]/[int,enum]",
+                INT_UNION,
+                &union_int_enum1_ab,
+                vec!["/1:"],
+            ),
+            (
+                "[int]/[int,fixed]",
+                INT_UNION,
+                &union_int_fixed_4,
+                vec!["/1:"],
+            ),
+            (
+                "[int]/[int,boolean]",
+                INT_UNION,
+                r#"["int","boolean"]"#,
+                vec!["/1:"],
+            ),
             ("[int]/[long]", INT_UNION, LONG_UNION, vec!["/0:"]),
             ("[int]/[float]", INT_UNION, FLOAT_UNION, vec!["/0:"]),
             ("[int]/[double]", INT_UNION, DOUBLE_UNION, vec!["/0:"]),
             ("[int]/[bytes]", INT_UNION, BYTES_UNION, vec!["/0:"]),
-            ("[int]/[int,int array]", INT_UNION, r#"["int",{"type":"array","items":"int"}]"#, vec!["/1:"]),
-            ("[int]/[int,int map]", INT_UNION, r#"["int",{"type":"map","values":"int"}]"#, vec!["/1:"]),
-            ("[int]/[int,null]", INT_UNION, r#"["int","null"]"#, vec!["/1:"]),
+            (
+                "[int]/[int,int array]",
+                INT_UNION,
+                r#"["int",{"type":"array","items":"int"}]"#,
+                vec!["/1:"],
+            ),
+            (
+                "[int]/[int,int map]",
+                INT_UNION,
+                r#"["int",{"type":"map","values":"int"}]"#,
+                vec!["/1:"],
+            ),
+            (
+                "[int]/[int,null]",
+                INT_UNION,
+                r#"["int","null"]"#,
+                vec!["/1:"],
+            ),
             (
                 "[int]/[int,long,float,double]",
                 INT_UNION,
@@ -440,7 +507,9 @@ mod avro_java {
     #[test]
     fn missing_enum_symbol_cases() {
         let record_with = |e: &str| {
-            format!(r#"{{"type":"record","name":"Record1","fields":[{{"name":"field1","type":{e}}}]}}"#)
+            format!(
+                r#"{{"type":"record","name":"Record1","fields":[{{"name":"field1","type":{e}}}]}}"#
+            )
         };
         let cases = [
             (ENUM1_AB.to_owned(), ENUM1_ABC.to_owned(), "[C]"),
@@ -519,30 +588,38 @@ mod avro_java {
             )
         };
         // enumDefaultNotAppliedWhenWriterFieldMissing: an enum default is no field default.
-        assert!(!problems(
-            &record("field1", ENUM_AB_ENUM_DEFAULT_A, ""),
-            &record("field2", ENUM2_AB, "")
-        )
-        .is_empty());
+        assert!(
+            !problems(
+                &record("field1", ENUM_AB_ENUM_DEFAULT_A, ""),
+                &record("field2", ENUM2_AB, "")
+            )
+            .is_empty()
+        );
         // enumDefaultAppliedWhenNoFieldDefaultDefined / ...WhenCompatibleSymbolIsFound.
-        assert!(problems(
-            &record("field1", ENUM_AB_ENUM_DEFAULT_A, ""),
-            &record("field1", ENUM_ABC_ENUM_DEFAULT_A, "")
-        )
-        .is_empty());
+        assert!(
+            problems(
+                &record("field1", ENUM_AB_ENUM_DEFAULT_A, ""),
+                &record("field1", ENUM_ABC_ENUM_DEFAULT_A, "")
+            )
+            .is_empty()
+        );
         // enumDefaultAppliedWhenFieldDefaultDefined.
-        assert!(problems(
-            &record("field1", ENUM_AB_ENUM_DEFAULT_A, r#","default":"B""#),
-            &record("field1", ENUM_ABC_ENUM_DEFAULT_A, "")
-        )
-        .is_empty());
+        assert!(
+            problems(
+                &record("field1", ENUM_AB_ENUM_DEFAULT_A, r#","default":"B""#),
+                &record("field1", ENUM_ABC_ENUM_DEFAULT_A, "")
+            )
+            .is_empty()
+        );
         // fieldDefaultNotAppliedForUnknownSymbol: a field default does not stand in for an
         // unknown symbol.
-        assert!(!problems(
-            &record("field1", ENUM1_AB, r#","default":"A""#),
-            &record("field1", ENUM1_ABC, "")
-        )
-        .is_empty());
+        assert!(
+            !problems(
+                &record("field1", ENUM1_AB, r#","default":"A""#),
+                &record("field1", ENUM1_ABC, "")
+            )
+            .is_empty()
+        );
     }
 
     /// `TestSchemaCompatibilityMultiple`: nine incompatibilities in one pair, all reported.
@@ -644,13 +721,34 @@ mod confluent {
     #[test]
     fn basic_backwards_compatibility() {
         use Compatibility::Backward as B;
-        assert!(compatible(B, SCHEMA2, &[SCHEMA1]), "adding a field with a default");
-        assert!(!compatible(B, SCHEMA3, &[SCHEMA1]), "adding a field without a default");
-        assert!(compatible(B, SCHEMA4, &[SCHEMA1]), "renaming a field with an alias");
-        assert!(compatible(B, SCHEMA6, &[SCHEMA1]), "evolving a field type to a union");
-        assert!(!compatible(B, SCHEMA1, &[SCHEMA6]), "removing a type from a union");
-        assert!(compatible(B, SCHEMA7, &[SCHEMA6]), "adding a type to a union");
-        assert!(!compatible(B, SCHEMA6, &[SCHEMA7]), "removing a type from a union");
+        assert!(
+            compatible(B, SCHEMA2, &[SCHEMA1]),
+            "adding a field with a default"
+        );
+        assert!(
+            !compatible(B, SCHEMA3, &[SCHEMA1]),
+            "adding a field without a default"
+        );
+        assert!(
+            compatible(B, SCHEMA4, &[SCHEMA1]),
+            "renaming a field with an alias"
+        );
+        assert!(
+            compatible(B, SCHEMA6, &[SCHEMA1]),
+            "evolving a field type to a union"
+        );
+        assert!(
+            !compatible(B, SCHEMA1, &[SCHEMA6]),
+            "removing a type from a union"
+        );
+        assert!(
+            compatible(B, SCHEMA7, &[SCHEMA6]),
+            "adding a type to a union"
+        );
+        assert!(
+            !compatible(B, SCHEMA6, &[SCHEMA7]),
+            "removing a type from a union"
+        );
         assert!(
             compatible(B, SCHEMA3, &[SCHEMA1, SCHEMA2]),
             "only the latest (schema2) is checked"
@@ -660,9 +758,18 @@ mod confluent {
     #[test]
     fn basic_backwards_transitive_compatibility() {
         use Compatibility::BackwardTransitive as BT;
-        assert!(compatible(BT, SCHEMA8, &[SCHEMA1, SCHEMA2]), "adding fields with defaults");
-        assert!(compatible(BT, SCHEMA2, &[SCHEMA1]), "adding a field with a default");
-        assert!(compatible(BT, SCHEMA3, &[SCHEMA2]), "removing a default, against one version");
+        assert!(
+            compatible(BT, SCHEMA8, &[SCHEMA1, SCHEMA2]),
+            "adding fields with defaults"
+        );
+        assert!(
+            compatible(BT, SCHEMA2, &[SCHEMA1]),
+            "adding a field with a default"
+        );
+        assert!(
+            compatible(BT, SCHEMA3, &[SCHEMA2]),
+            "removing a default, against one version"
+        );
         assert!(
             !compatible(BT, SCHEMA3, &[SCHEMA2, SCHEMA1]),
             "removing a default is not transitively compatible"
@@ -685,9 +792,18 @@ mod confluent {
     #[test]
     fn basic_forwards_transitive_compatibility() {
         use Compatibility::ForwardTransitive as FT;
-        assert!(compatible(FT, SCHEMA1, &[SCHEMA8, SCHEMA2]), "removing fields with defaults");
-        assert!(compatible(FT, SCHEMA2, &[SCHEMA3]), "adding a default to a field");
-        assert!(compatible(FT, SCHEMA1, &[SCHEMA2]), "removing a field with a default");
+        assert!(
+            compatible(FT, SCHEMA1, &[SCHEMA8, SCHEMA2]),
+            "removing fields with defaults"
+        );
+        assert!(
+            compatible(FT, SCHEMA2, &[SCHEMA3]),
+            "adding a default to a field"
+        );
+        assert!(
+            compatible(FT, SCHEMA1, &[SCHEMA2]),
+            "removing a field with a default"
+        );
         assert!(
             !compatible(FT, SCHEMA1, &[SCHEMA2, SCHEMA3]),
             "removing a default is not transitively compatible"
@@ -697,7 +813,10 @@ mod confluent {
     #[test]
     fn basic_full_compatibility() {
         use Compatibility::Full as F;
-        assert!(compatible(F, SCHEMA2, &[SCHEMA1]), "adding a field with a default");
+        assert!(
+            compatible(F, SCHEMA2, &[SCHEMA1]),
+            "adding a field with a default"
+        );
         assert!(
             compatible(F, SCHEMA3, &[SCHEMA1, SCHEMA2]),
             "only the latest (schema2) is checked"
@@ -711,12 +830,30 @@ mod confluent {
     #[test]
     fn basic_full_transitive_compatibility() {
         use Compatibility::FullTransitive as FT;
-        assert!(compatible(FT, SCHEMA8, &[SCHEMA1, SCHEMA2]), "adding fields with defaults");
-        assert!(compatible(FT, SCHEMA1, &[SCHEMA8, SCHEMA2]), "removing fields with defaults");
-        assert!(compatible(FT, SCHEMA2, &[SCHEMA3]), "adding a default to a field");
-        assert!(compatible(FT, SCHEMA1, &[SCHEMA2]), "removing a field with a default");
-        assert!(compatible(FT, SCHEMA2, &[SCHEMA1]), "adding a field with a default");
-        assert!(compatible(FT, SCHEMA3, &[SCHEMA2]), "removing a default from a field");
+        assert!(
+            compatible(FT, SCHEMA8, &[SCHEMA1, SCHEMA2]),
+            "adding fields with defaults"
+        );
+        assert!(
+            compatible(FT, SCHEMA1, &[SCHEMA8, SCHEMA2]),
+            "removing fields with defaults"
+        );
+        assert!(
+            compatible(FT, SCHEMA2, &[SCHEMA3]),
+            "adding a default to a field"
+        );
+        assert!(
+            compatible(FT, SCHEMA1, &[SCHEMA2]),
+            "removing a field with a default"
+        );
+        assert!(
+            compatible(FT, SCHEMA2, &[SCHEMA1]),
+            "adding a field with a default"
+        );
+        assert!(
+            compatible(FT, SCHEMA3, &[SCHEMA2]),
+            "removing a default from a field"
+        );
         assert!(
             !compatible(FT, SCHEMA3, &[SCHEMA2, SCHEMA1]),
             "transitively adding a field without a default"
@@ -730,11 +867,7 @@ mod confluent {
     #[test]
     fn incompatibility_reasons_name_the_version_and_the_field() {
         let history = [(1, parse(SCHEMA1)), (2, parse(SCHEMA2))];
-        let reasons = check_compatibility(
-            Compatibility::FullTransitive,
-            &parse(SCHEMA3),
-            &history,
-        );
+        let reasons = check_compatibility(Compatibility::FullTransitive, &parse(SCHEMA3), &history);
         assert_eq!(reasons.len(), 1, "{reasons:?}");
         assert!(
             reasons[0].contains("version 1") && reasons[0].contains("/fields/f2"),
@@ -803,8 +936,7 @@ mod karapace {
     #[test]
     fn simple_schema_promotion() {
         let reader = r#"{"name":"foo","type":"record","fields":[{"type":"int","name":"f1"}]}"#;
-        let field_alias_reader =
-            r#"{"name":"foo","type":"record","fields":[{"type":"int","name":"bar","aliases":["f1"]}]}"#;
+        let field_alias_reader = r#"{"name":"foo","type":"record","fields":[{"type":"int","name":"bar","aliases":["f1"]}]}"#;
         let record_alias_reader = r#"{"name":"other","type":"record","fields":[{"type":"int","name":"f1"}],"aliases":["foo"]}"#;
         let writer = r#"{"name":"foo","type":"record","fields":[{"type":"int","name":"f1"},{"type":"string","name":"f2"}]}"#;
         expect_all(
@@ -869,13 +1001,21 @@ mod karapace {
         expect_all(
             true,
             &[
-                ("null object/null object", r#"{"type":"null"}"#, r#"{"type":"null"}"#),
+                (
+                    "null object/null object",
+                    r#"{"type":"null"}"#,
+                    r#"{"type":"null"}"#,
+                ),
                 (
                     "array of string objects",
                     r#"{"type":"array","items":{"type":"string"}}"#,
                     r#"{"type":"array","items":{"type":"string"}}"#,
                 ),
-                ("string object", r#"{"type":"string"}"#, r#"{"type":"string"}"#),
+                (
+                    "string object",
+                    r#"{"type":"string"}"#,
+                    r#"{"type":"string"}"#,
+                ),
             ],
         );
         expect_all(
@@ -886,8 +1026,16 @@ mod karapace {
                     r#"{"type":"map","values":{"type":"string"}}"#,
                     r#"{"type":"array","items":{"type":"string"}}"#,
                 ),
-                ("int reads string", r#"{"type":"int"}"#, r#"{"type":"string"}"#),
-                ("union subset", r#"["int","string"]"#, r#"["int","string","long"]"#),
+                (
+                    "int reads string",
+                    r#"{"type":"int"}"#,
+                    r#"{"type":"string"}"#,
+                ),
+                (
+                    "union subset",
+                    r#"["int","string"]"#,
+                    r#"["int","string","long"]"#,
+                ),
             ],
         );
     }

@@ -65,7 +65,10 @@ pub fn normalized(text: &str) -> Result<String, String> {
     let value: Value =
         serde_json::from_str(text).map_err(|e| format!("the schema is not valid JSON: {e}"))?;
     let mut out = String::new();
-    Normalizer { defined: Vec::new() }.build(&value, None, &mut out)?;
+    Normalizer {
+        defined: Vec::new(),
+    }
+    .build(&value, None, &mut out)?;
     Ok(out)
 }
 
@@ -291,7 +294,9 @@ impl Normalizer {
         match ty {
             "enum" => {
                 out.push_str(",\"symbols\":");
-                out.push_str(&json(obj.get("symbols").unwrap_or(&Value::Array(Vec::new()))));
+                out.push_str(&json(
+                    obj.get("symbols").unwrap_or(&Value::Array(Vec::new())),
+                ));
             }
             "fixed" => {
                 out.push_str(",\"size\":");
@@ -409,7 +414,10 @@ mod tests {
     fn every_attribute_avro_keeps_changes_the_identity() {
         let base = id(BASE);
         let changed = [
-            ("default changed", r#"{"name":"volume","type":"int","default":1}"#),
+            (
+                "default changed",
+                r#"{"name":"volume","type":"int","default":1}"#,
+            ),
             ("default removed", r#"{"name":"volume","type":"int"}"#),
             (
                 "doc added",
@@ -438,7 +446,9 @@ mod tests {
         // The same field spelled the same way is the same schema.
         assert_eq!(
             base,
-            id(&with_volume(r#"{"name":"volume","type":"int","default":0}"#))
+            id(&with_volume(
+                r#"{"name":"volume","type":"int","default":0}"#
+            ))
         );
     }
 

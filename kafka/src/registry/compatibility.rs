@@ -188,7 +188,9 @@ fn named_types(schema: &Schema) -> HashMap<String, &Schema> {
     fn walk<'a>(schema: &'a Schema, names: &mut HashMap<String, &'a Schema>) {
         match schema {
             Schema::Record(r) => {
-                if names.insert(r.name.fullname(None), schema).is_none() {
+                // A record seen before has had its fields walked already.
+                let first_time = names.insert(r.name.fullname(None), schema).is_none();
+                if first_time {
                     for field in &r.fields {
                         walk(&field.schema, names);
                     }
@@ -380,10 +382,7 @@ impl<'a> Checker<'a> {
                     .filter(|s| !re.symbols.contains(s))
                     .map(String::as_str)
                     .collect();
-                let has_default = re
-                    .default
-                    .as_ref()
-                    .is_some_and(|d| re.symbols.contains(d));
+                let has_default = re.default.as_ref().is_some_and(|d| re.symbols.contains(d));
                 if !missing.is_empty() && !has_default {
                     problems.push(format!(
                         "{}: the reader's enum {} lacks the writer's symbols [{}] and has no default symbol",
@@ -419,12 +418,16 @@ impl<'a> Checker<'a> {
         self.in_progress.push(pair);
         for field in &reader.fields {
             let field_path = format!("{path}/fields/{}", field.name);
-            let written = writer.fields.iter().find(|w| w.name == field.name).or_else(|| {
-                field
-                    .aliases
-                    .iter()
-                    .find_map(|alias| writer.fields.iter().find(|w| &w.name == alias))
-            });
+            let written = writer
+                .fields
+                .iter()
+                .find(|w| w.name == field.name)
+                .or_else(|| {
+                    field
+                        .aliases
+                        .iter()
+                        .find_map(|alias| writer.fields.iter().find(|w| &w.name == alias))
+                });
             match written {
                 Some(w) => problems.extend(self.check(&field.schema, &w.schema, &field_path)),
                 None if field.default.is_some() => {}
