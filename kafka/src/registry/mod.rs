@@ -8,10 +8,11 @@
 //! messages must keep decoding them. There is no permanent delete, so an id never stops
 //! answering.
 
+pub mod canonical;
 mod compatibility;
 mod server;
 mod store;
 
-pub use compatibility::{Compatibility, check as check_compatibility};
+pub use compatibility::{Compatibility, can_read, check as check_compatibility};
 pub use server::{RegistryServer, router};
 pub use store::RegistryStore;
