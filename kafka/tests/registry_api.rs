@@ -308,7 +308,6 @@ async fn invalid_schemas_are_refused_with_42201_and_register_nothing() -> TestRe
 /// RestApiTest.testRegisterBadDefault: a default that does not match its field's type is
 /// an invalid schema, for the compatibility check and for registration.
 #[tokio::test]
-#[ignore = "schema validation of defaults belongs to the schema-identity work (issue 7 item 1); apache-avro accepts this schema"]
 async fn a_default_of_the_wrong_type_is_an_invalid_schema() -> TestResult {
     let r = Registry::start_none().await?;
     let bad = record(r#"{"type":"string","default":null,"name":"f"}"#);
@@ -976,6 +975,15 @@ async fn listings_with_deleted_and_deleted_only() -> TestResult {
     assert_eq!(
         is_ok(&r.get("/subjects?deletedOnly=true").await?),
         &json!(["test2"])
+    );
+    // Booleans are read as Confluent reads them: Python's client sends `True`/`False`.
+    assert_eq!(
+        is_ok(&r.get("/subjects?deleted=True").await?),
+        &json!(["test1", "test2"])
+    );
+    assert_eq!(
+        is_ok(&r.get("/subjects?deleted=False").await?),
+        &json!(["test1"])
     );
     assert_eq!(
         is_ok(&r.get("/subjects?subjectPrefix=test2&deleted=true").await?),

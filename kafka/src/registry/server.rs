@@ -202,19 +202,30 @@ fn schema_body(body: &Bytes) -> Result<(String, Registration), ApiError> {
     ))
 }
 
+/// A boolean query parameter read as Confluent's (Java) registry reads it: `true` in any
+/// case is true, anything else false. Confluent's Python client sends `True`/`False`.
+fn lenient_bool<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    let raw = String::deserialize(deserializer)?;
+    Ok(raw.trim().eq_ignore_ascii_case("true"))
+}
+
 /// Query parameters the endpoints take (each reads the ones that apply to it).
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct Flags {
+    #[serde(deserialize_with = "lenient_bool")]
     deleted: bool,
-    #[serde(rename = "deletedOnly")]
+    #[serde(rename = "deletedOnly", deserialize_with = "lenient_bool")]
     deleted_only: bool,
+    #[serde(deserialize_with = "lenient_bool")]
     permanent: bool,
+    #[serde(deserialize_with = "lenient_bool")]
     verbose: bool,
+    #[serde(deserialize_with = "lenient_bool")]
     force: bool,
-    #[serde(rename = "defaultToGlobal")]
+    #[serde(rename = "defaultToGlobal", deserialize_with = "lenient_bool")]
     default_to_global: bool,
-    #[serde(rename = "latestOnly")]
+    #[serde(rename = "latestOnly", deserialize_with = "lenient_bool")]
     latest_only: bool,
     #[serde(rename = "subjectPrefix")]
     subject_prefix: Option<String>,
