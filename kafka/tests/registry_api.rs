@@ -349,6 +349,13 @@ async fn subjects_with_control_characters_are_refused_with_42208() -> TestResult
 async fn missing_ids_subjects_and_versions_have_their_codes() -> TestResult {
     let r = Registry::start_none().await?;
     error(r.get("/schemas/ids/100").await?, 404, 40403);
+    // Karapace test_schema_non_invalid_id: a non-number id matches no resource.
+    let (status, body) = r.get("/schemas/ids/invalid").await?;
+    assert_eq!(
+        (status, body["error_code"].clone(), body["message"].clone()),
+        (404, json!(404), json!("HTTP 404 Not Found"))
+    );
+    error(r.get("/no/such/endpoint").await?, 404, 404);
     error(r.get("/subjects/Invalid/versions").await?, 404, 40401);
     error(
         r.get("/subjects/non-existing-subject/versions/1").await?,
