@@ -332,68 +332,47 @@ async fn referenced_by(
     ok(json!([]))
 }
 
-/// A schema id from the path; anything but a number matches no resource, as in
-/// Confluent's registry (404, "HTTP 404 Not Found").
-fn schema_id(raw: &str) -> Result<i32, Response> {
-    raw.parse().map_err(|_| http_error(StatusCode::NOT_FOUND))
+/// A schema id from the path; anything but a number names no resource, as in Confluent's
+/// registry (404, "HTTP 404 Not Found").
+fn schema_id(raw: &str) -> Result<i32, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError(RegistryError::NoSuchResource))
 }
 
 /// `?deleted=true` is accepted as Confluent's clients send it, and changes nothing: a
 /// soft-deleted version's schema is readable by id either way.
-async fn schema_by_id(State(store): State<RegistryStore>, Path(id): Path<String>) -> Response {
-    let id = match schema_id(&id) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
-    match store.schema_by_id(id).await {
-        Ok(schema) => reply(StatusCode::OK, json!({ "schema": schema })),
-        Err(e) => ApiError(e).into_response(),
-    }
+async fn schema_by_id(State(store): State<RegistryStore>, Path(id): Path<String>) -> ApiResult {
+    ok(json!({ "schema": store.schema_by_id(schema_id(&id)?).await? }))
 }
 
-async fn schema_by_id_raw(State(store): State<RegistryStore>, Path(id): Path<String>) -> Response {
-    let id = match schema_id(&id) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
-    match store.schema_by_id(id).await {
-        Ok(schema) => raw(schema),
-        Err(e) => ApiError(e).into_response(),
-    }
+async fn schema_by_id_raw(State(store): State<RegistryStore>, Path(id): Path<String>) -> ApiResult {
+    Ok(raw(store.schema_by_id(schema_id(&id)?).await?))
 }
 
 async fn schema_versions(
     State(store): State<RegistryStore>,
     Path(id): Path<String>,
     Query(flags): Query<Flags>,
-) -> Response {
-    let id = match schema_id(&id) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
-    match store.versions_of_schema(id, flags.deleted).await {
-        Ok(versions) => reply(StatusCode::OK, json!(versions)),
-        Err(e) => ApiError(e).into_response(),
-    }
+) -> ApiResult {
+    let versions = store
+        .versions_of_schema(schema_id(&id)?, flags.deleted)
+        .await?;
+    ok(json!(versions))
 }
 
 async fn schema_subjects(
     State(store): State<RegistryStore>,
     Path(id): Path<String>,
     Query(flags): Query<Flags>,
-) -> Response {
-    let id = match schema_id(&id) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
-    match store.versions_of_schema(id, flags.deleted).await {
-        Ok(versions) => {
-            let mut subjects: Vec<String> = versions.into_iter().map(|v| v.subject).collect();
-            subjects.dedup();
-            reply(StatusCode::OK, json!(subjects))
-        }
-        Err(e) => ApiError(e).into_response(),
-    }
+) -> ApiResult {
+    let mut subjects: Vec<String> = store
+        .versions_of_schema(schema_id(&id)?, flags.deleted)
+        .await?
+        .into_iter()
+        .map(|v| v.subject)
+        .collect();
+    subjects.dedup();
+    ok(json!(subjects))
 }
 
 async fn schemas(State(store): State<RegistryStore>, Query(flags): Query<Flags>) -> ApiResult {
@@ -565,7 +544,7 @@ async fn compatibility_with_all(
 
 /// Routes that match nothing answer in Confluent's error shape.
 async fn not_found() -> Response {
-    http_error(StatusCode::NOT_FOUND)
+    ApiError(RegistryError::NoSuchResource).into_response()
 }
 
 /// The registry's routes over `store`.

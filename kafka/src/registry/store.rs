@@ -60,6 +60,9 @@ pub enum RegistryError {
     IdDoesNotMatch(String),
     #[error("The specified subject '{0}' is not a valid.")]
     InvalidSubject(String),
+    /// A path that names no resource (a schema id that is not a number, say).
+    #[error("HTTP 404 Not Found")]
+    NoSuchResource,
     #[error("Error in the backend data store: {0}")]
     Backend(#[from] sqlx::Error),
 }
@@ -86,6 +89,7 @@ impl RegistryError {
             Self::OperationNotPermitted(_) => (422, 42205),
             Self::IdDoesNotMatch(_) => (422, 42207),
             Self::InvalidSubject(_) => (422, 42208),
+            Self::NoSuchResource => (404, 404),
             // An unreachable database passes: 503 tells clients to try again.
             Self::Backend(e) if event_sourcing::is_transient_database_error(e) => (503, 50002),
             Self::Backend(_) => (500, 50001),
