@@ -147,7 +147,7 @@ async fn an_incompatible_schema_is_refused_with_409_and_nothing_is_registered() 
 
     let (status, error) = r.register("tubes-value", &breaking).await?;
     assert_eq!(status, StatusCode::CONFLICT);
-    assert_eq!(error["error_code"], 409);
+    assert_eq!(error["error_code"], 40901);
     assert!(
         error["message"]
             .as_str()

@@ -289,3 +289,54 @@ async fn confluents_python_client_decodes_every_event_type_through_our_registry(
     );
     Ok(())
 }
+
+fn registry_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/registry_client.py")
+}
+
+/// Confluent's Python `SchemaRegistryClient` goes through register, lookup, latest and
+/// numbered versions, compatibility tests and levels, and soft and permanent deletes of a
+/// version and a subject against our registry (`tests/python/registry_client.py`); every
+/// step must have passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confluents_python_client_manages_schemas_in_our_registry() -> TestResult {
+    python_client_available()?;
+    let (pool, _) = event_sourcing::testkit::fresh_database(5).await?;
+    let registry_url = registry(pool).await?;
+    let mut command = Command::new(python());
+    command
+        .arg(registry_script())
+        .args(["--registry", &registry_url]);
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await?
+        .map_err(|e| format!("cannot run {} ({e}); {INSTALL_HINT}", python()))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!(
+            "registry_client.py failed ({}):\n{}\n--- stdout ---\n{stdout}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )
+        .into());
+    }
+    let steps: Vec<Value> = stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(
+        steps,
+        [
+            "register",
+            "lookup_schema",
+            "get_version",
+            "test_compatibility",
+            "set_compatibility",
+            "delete_version",
+            "delete_subject",
+        ]
+        .map(|step| json!({ "step": step })),
+        "every step of the client's walk through the registry passed"
+    );
+    Ok(())
+}

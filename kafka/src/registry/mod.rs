@@ -1,12 +1,14 @@
 //! A Confluent-compatible Schema Registry, stored in PostgreSQL, for local runs and tests
-//! (production uses Confluent's). It implements the subset of the REST API that Confluent
-//! clients call: registering and looking up schemas by subject, fetching by id, listing,
-//! compatibility configuration and checks, and soft deletion of a subject.
+//! (production uses Confluent's). It implements the REST API Confluent's clients and Kafka
+//! UI call: registering and looking up schemas by subject, fetching by id, listings with
+//! `?deleted=true` / `?deletedOnly=true`, soft and permanent deletion of versions and
+//! subjects, compatibility configuration and checks, modes, and Confluent's error codes and
+//! content negotiation. Only Avro schemas without references are supported.
 //!
-//! As in Confluent's registry, a soft-deleted subject's schemas stay readable by id
+//! As in Confluent's registry, a soft-deleted version's schema stays readable by id
 //! (`GET /schemas/ids/{id}`): ids are written into every message, and consumers of old
-//! messages must keep decoding them. There is no permanent delete, so an id never stops
-//! answering.
+//! messages must keep decoding them. Only permanently deleting every version that uses a
+//! schema makes its id answer 40403.
 
 pub mod canonical;
 mod compatibility;
@@ -15,4 +17,4 @@ mod store;
 
 pub use compatibility::{Compatibility, can_read, check as check_compatibility};
 pub use server::{RegistryServer, router};
-pub use store::RegistryStore;
+pub use store::{Mode, RegistryStore};
