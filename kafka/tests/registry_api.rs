@@ -1299,7 +1299,6 @@ fn transitive_schemas() -> (String, String, String) {
 /// RestApiTransitiveCompatibilityTest.testCompatibility: removing the default of a field
 /// added earlier is refused, because version 1's data has no such field.
 #[tokio::test]
-#[ignore = "needs the full-text schema identity (issue 7 item 1): today the canonical form drops the default, so the third schema is taken for the second"]
 async fn transitive_removing_a_default_added_earlier_is_refused() -> TestResult {
     let r = Registry::start().await?;
     is_ok(
@@ -1316,7 +1315,6 @@ async fn transitive_removing_a_default_added_earlier_is_refused() -> TestResult 
 /// RestApiTransitiveCompatibilityTest.validateTransitiveEffect: on its own, removing a
 /// default is compatible.
 #[tokio::test]
-#[ignore = "needs the full-text schema identity (issue 7 item 1): today both schemas get one id"]
 async fn transitive_removing_a_default_alone_is_compatible() -> TestResult {
     let r = Registry::start().await?;
     is_ok(
@@ -1411,5 +1409,174 @@ async fn content_negotiation_follows_accept_and_content_type() -> TestResult {
     ] {
         assert_eq!(put(accepted).await?, (200, V1.to_owned()), "{accepted:?}");
     }
+    Ok(())
+}
+
+// ---- Identity: the full text counts (issue 7 item 1), and `?normalize=true` -----------
+
+/// A schema that differs only in a default, doc, alias, logical type or custom property
+/// is another schema: a new id and a new version, after a compatibility check. Confluent
+/// answers the same (its identity is the whole schema, not Avro's parsing canonical form).
+#[tokio::test]
+async fn schemas_differing_only_in_what_the_canonical_form_drops_get_their_own_ids() -> TestResult {
+    let r = Registry::start_none().await?;
+    let base = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"int","default":1}]}"#;
+    let variants = [
+        r#"{"type":"record","name":"R","fields":[{"name":"a","type":"int","default":2}]}"#,
+        r#"{"type":"record","name":"R","fields":[{"name":"a","type":"int"}]}"#,
+        r#"{"type":"record","name":"R","doc":"d","fields":[{"name":"a","type":"int","default":1}]}"#,
+        r#"{"type":"record","name":"R","aliases":["Q"],"fields":[{"name":"a","type":"int","default":1}]}"#,
+        r#"{"type":"record","name":"R","fields":[{"name":"a","type":{"type":"int","logicalType":"date"},"default":1}]}"#,
+        r#"{"type":"record","name":"R","owner":"lab","fields":[{"name":"a","type":"int","default":1}]}"#,
+    ];
+    let (status, first) = r
+        .post("/subjects/ident-value/versions", json!({ "schema": base }))
+        .await?;
+    assert_eq!(status, 200, "{first}");
+    let mut ids = vec![first["id"].clone()];
+    for variant in variants {
+        let (status, body) = r
+            .post(
+                "/subjects/ident-value/versions",
+                json!({ "schema": variant }),
+            )
+            .await?;
+        assert_eq!(status, 200, "{variant}: {body}");
+        assert!(
+            !ids.contains(&body["id"]),
+            "{variant} was taken for an earlier schema"
+        );
+        ids.push(body["id"].clone());
+    }
+    // Formatting alone is the same schema.
+    let spaced = r#"{ "type" : "record", "name" : "R",
+        "fields" : [ { "name" : "a", "type" : "int", "default" : 1 } ] }"#;
+    let (status, body) = r
+        .post(
+            "/subjects/ident-value/versions",
+            json!({ "schema": spaced }),
+        )
+        .await?;
+    assert_eq!((status, &body["id"]), (200, &ids[0]), "{body}");
+    let (_, versions) = r.get("/subjects/ident-value/versions").await?;
+    assert_eq!(versions, json!([1, 2, 3, 4, 5, 6, 7]));
+    Ok(())
+}
+
+/// Removing a default is checked, not waved through as "the same schema": under
+/// BACKWARD_TRANSITIVE, a field that lost its default cannot read the first version's data
+/// (which lacks it). Confluent answers 409; with the old identity the third schema was
+/// taken for the second and answered 200.
+#[tokio::test]
+async fn removing_a_default_is_checked_against_the_level() -> TestResult {
+    let r = Registry::start().await?;
+    let (status, _) = r
+        .put(
+            "/config/nodefault-value",
+            json!({ "compatibility": "BACKWARD_TRANSITIVE" }),
+        )
+        .await?;
+    assert_eq!(status, 200);
+    let first = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"int"}]}"#;
+    let with = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"int"},{"name":"b","type":"int","default":0}]}"#;
+    let without = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"int"},{"name":"b","type":"int"}]}"#;
+    for schema in [first, with] {
+        let (status, body) = r
+            .post(
+                "/subjects/nodefault-value/versions",
+                json!({ "schema": schema }),
+            )
+            .await?;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = r
+        .post(
+            "/subjects/nodefault-value/versions",
+            json!({ "schema": without }),
+        )
+        .await?;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error_code"], 40901, "{body}");
+    Ok(())
+}
+
+/// `?normalize=true` registers and looks up the normalised form, so two spellings of one
+/// schema share an id; without it they stay apart.
+#[tokio::test]
+async fn normalize_makes_spellings_of_one_schema_one_schema() -> TestResult {
+    let r = Registry::start_none().await?;
+    let long = r#"{"type":"record","name":"N","fields":[{"name":"a","type":{"type":"string"}}]}"#;
+    let short = r#"{"type":"record","name":"N","fields":[{"name":"a","type":"string"}]}"#;
+    let (_, first) = r
+        .post(
+            "/subjects/norm-value/versions?normalize=true",
+            json!({ "schema": long }),
+        )
+        .await?;
+    let (_, again) = r
+        .post(
+            "/subjects/norm-value/versions?normalize=true",
+            json!({ "schema": short }),
+        )
+        .await?;
+    assert_eq!(first["id"], again["id"], "{first} {again}");
+    let (status, found) = r
+        .post(
+            "/subjects/norm-value?normalize=true",
+            json!({ "schema": long }),
+        )
+        .await?;
+    assert_eq!((status, &found["id"]), (200, &first["id"]), "{found}");
+    let (status, plain_long) = r
+        .post("/subjects/other-value/versions", json!({ "schema": long }))
+        .await?;
+    assert_eq!(status, 200);
+    let (_, plain_short) = r
+        .post("/subjects/other-value/versions", json!({ "schema": short }))
+        .await?;
+    assert_ne!(
+        plain_long["id"], plain_short["id"],
+        "without normalize the spellings differ"
+    );
+    Ok(())
+}
+
+/// Schemas stored before the identity changed are found again by their text after the
+/// registry restarts: same id, no new version.
+#[tokio::test]
+async fn schemas_stored_under_the_old_identity_keep_their_ids() -> TestResult {
+    let (pool, _) = event_sourcing::testkit::fresh_database(3).await?;
+    let text = r#"{"type":"record","name":"Old","fields":[{"name":"a","type":"int","default":7}]}"#;
+    let old_form = apache_avro::Schema::parse_str(text)?.canonical_form();
+    let id: i32 = sqlx::query_scalar(
+        "INSERT INTO schema_registry_schemas (canonical, schema, identity_form) \
+         VALUES ($1, $2, 1) RETURNING id",
+    )
+    .bind(&old_form)
+    .bind(text)
+    .fetch_one(&pool)
+    .await?;
+    sqlx::query(
+        "INSERT INTO schema_registry_versions (subject, version, schema_id) VALUES ('old-value', 1, $1)",
+    )
+    .bind(id)
+    .execute(&pool)
+    .await?;
+    let server = RegistryServer::bind(RegistryStore::new(pool), ([127, 0, 0, 1], 0).into()).await?;
+    let r = Registry {
+        base: format!("http://{}", server.local_addr()?),
+        http: reqwest::Client::new(),
+    };
+    tokio::spawn(server.serve(std::future::pending()));
+    let (status, body) = r
+        .post("/subjects/old-value/versions", json!({ "schema": text }))
+        .await?;
+    assert_eq!(
+        (status, body["id"].as_i64()),
+        (200, Some(i64::from(id))),
+        "{body}"
+    );
+    let (_, versions) = r.get("/subjects/old-value/versions").await?;
+    assert_eq!(versions, json!([1]));
     Ok(())
 }

@@ -229,6 +229,19 @@ struct Flags {
     latest_only: bool,
     #[serde(rename = "subjectPrefix")]
     subject_prefix: Option<String>,
+    #[serde(deserialize_with = "lenient_bool")]
+    normalize: bool,
+}
+
+/// With `?normalize=true` the schema is registered and looked up in its normalised form
+/// (see [`super::canonical::normalized`]), so spellings of one schema share an id.
+fn normalize_if_asked(schema: String, flags: &Flags) -> Result<String, ApiError> {
+    if flags.normalize {
+        super::canonical::normalized(&schema)
+            .map_err(|e| ApiError::from(RegistryError::InvalidSchema(e)))
+    } else {
+        Ok(schema)
+    }
 }
 
 impl Flags {
@@ -240,9 +253,11 @@ impl Flags {
 async fn register(
     State(store): State<RegistryStore>,
     Path(subject): Path<String>,
+    Query(flags): Query<Flags>,
     body: Bytes,
 ) -> ApiResult {
     let (schema, request) = schema_body(&body)?;
+    let schema = normalize_if_asked(schema, &flags)?;
     let id = store.register_with(&subject, &schema, request).await?;
     ok(json!({ "id": id }))
 }
@@ -254,6 +269,7 @@ async fn lookup(
     body: Bytes,
 ) -> ApiResult {
     let (schema, _) = schema_body(&body)?;
+    let schema = normalize_if_asked(schema, &flags)?;
     let found = store.lookup(&subject, &schema, flags.deleted).await?;
     ok(serde_json::to_value(found).unwrap_or_default())
 }
@@ -611,7 +627,16 @@ pub struct RegistryServer {
 }
 
 impl RegistryServer {
+    /// Binds, after bringing stored schema identities up to date (see
+    /// [`RegistryStore::upgrade_identities`]).
     pub async fn bind(store: RegistryStore, address: SocketAddr) -> std::io::Result<Self> {
+        let upgraded = store
+            .upgrade_identities()
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        if upgraded > 0 {
+            tracing::info!(upgraded, "schema identities recomputed as full text");
+        }
         Ok(Self {
             listener: TcpListener::bind(address).await?,
             router: router(store),

@@ -238,14 +238,12 @@ fn parse_schema(text: &str) -> Result<Schema, RegistryError> {
     Schema::parse_str(text).map_err(|e| RegistryError::InvalidSchema(e.to_string()))
 }
 
-/// What makes two registrations the same schema: registering a schema whose identity a
-/// subject already has returns the existing id, and the same identity under another
-/// subject gets the same global id. Stored in `schema_registry_schemas.canonical`.
-///
-/// Today this is the Avro Parsing Canonical Form; it is the one place to change when the
-/// identity becomes the full normalised text.
+/// What makes two registered schemas the same schema: the full text without whitespace
+/// (see [`super::canonical::identity`]); defaults, doc, aliases, logical types and custom
+/// properties count, as in Confluent's registry.
 fn identity(schema_text: &str) -> Result<String, RegistryError> {
-    Ok(parse_schema(schema_text)?.canonical_form())
+    parse_schema(schema_text)?;
+    super::canonical::identity(schema_text).map_err(RegistryError::InvalidSchema)
 }
 
 /// Subject names must not contain control characters (Confluent refuses them with 42208).
@@ -280,6 +278,30 @@ impl RegistryStore {
             .execute(&mut *conn)
             .await?;
         Ok(())
+    }
+
+    /// Recomputes the identity of schemas stored before the identity became the full
+    /// text (`identity_form` 1), from their stored text; idempotent, and cheap once done.
+    pub async fn upgrade_identities(&self) -> Result<u64, RegistryError> {
+        let old: Vec<(i32, String)> = sqlx::query_as(
+            "SELECT id, schema FROM schema_registry_schemas WHERE identity_form < 2 ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut upgraded = 0;
+        for (id, text) in old {
+            let identity = identity(&text)?;
+            upgraded += sqlx::query(
+                "UPDATE schema_registry_schemas SET canonical = $2, identity_form = 2 \
+                 WHERE id = $1 AND identity_form < 2",
+            )
+            .bind(id)
+            .bind(identity)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        }
+        Ok(upgraded)
     }
 
     /// Registers `schema` under `subject` (or finds it there already) and returns its id.

@@ -1,0 +1,7 @@
+-- A schema's identity becomes its full text without whitespace (defaults, doc, aliases,
+-- logical types and custom properties count), as in Confluent's registry, instead of the
+-- Avro Parsing Canonical Form, which made "remove a default" look like no change.
+-- Rows stored before hold the old form (identity_form 1); the registry recomputes them
+-- from their text when it starts (RegistryStore::upgrade_identities). New rows are form 2.
+ALTER TABLE schema_registry_schemas ADD COLUMN identity_form smallint NOT NULL DEFAULT 1;
+ALTER TABLE schema_registry_schemas ALTER COLUMN identity_form SET DEFAULT 2;
