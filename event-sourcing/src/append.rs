@@ -28,7 +28,9 @@
 //! applies the row locks above the sort, so they are taken in that order), then inserts
 //! new stream rows in `aggregate_id` order, and only then writes events, claims and
 //! command records. A wait in the second phase is always on a transaction that is
-//! itself past its first phase, so no cycle of waits can form across the phases.
+//! itself past its first phase, so no cycle of waits can form across the phases. A
+//! round of one request has a single stream row, so its insert or update is its whole
+//! first phase and takes no separate ordered lock (`sql/append_streams_single.sql`).
 //! Unique claims and command records are inserted in key order for the same reason;
 //! the one wait cycle that remains possible is two statements each releasing a claim
 //! the other takes (a swap), which cannot succeed in either order anyway: PostgreSQL
@@ -349,7 +351,53 @@ fn taken_claim<'r>(
     })
 }
 
-const APPEND_SQL: &str = include_str!("sql/append_batch.sql");
+/// The append statement in its four forms, put together from the `sql/append_*.sql`
+/// fragments (each says what it does). Every form takes the same parameters, so
+/// [`Columns`] binds them all alike; a form that does not use some (an empty release
+/// or snapshot column) still declares their types, since sqlx sends every bound
+/// parameter's type with the statement.
+///
+/// Why forms: at low concurrency every append is a round of one request, and its
+/// latency is the statement's fixed server cost plus the commit. That cost is mostly
+/// executor start-up, per plan node, and the full statement grew to carry steps that
+/// nearly every append leaves empty: the batch's ordered locking (`locked`) and the
+/// release and snapshot writes. A round of one request uses the single stream phase, and
+/// a round with no release and no snapshot leaves those two writes out; anything else
+/// runs the full statement, unchanged. Each form is one statement and one commit, with
+/// the same guarantees; sqlx prepares each form once per connection.
+mod statements {
+    macro_rules! append {
+        ($streams:literal, $claims:literal) => {
+            concat!(
+                include_str!(concat!("sql/", $streams)),
+                include_str!("sql/append_writes.sql"),
+                include_str!(concat!("sql/", $claims)),
+                include_str!("sql/append_result.sql"),
+            )
+        };
+    }
+    pub(super) const SINGLE: &str = append!("append_streams_single.sql", "append_claims.sql");
+    pub(super) const SINGLE_FULL: &str = append!(
+        "append_streams_single.sql",
+        "append_claims_releases_snapshots.sql"
+    );
+    pub(super) const BATCH: &str = append!("append_streams_batch.sql", "append_claims.sql");
+    pub(super) const BATCH_FULL: &str = append!(
+        "append_streams_batch.sql",
+        "append_claims_releases_snapshots.sql"
+    );
+}
+
+/// The form of the append statement for these requests and their columns.
+fn append_sql(requests: &[&AppendRequest], c: &Columns) -> &'static str {
+    let full = !c.release_aggregate_ids.is_empty() || !c.snapshot_ids.is_empty();
+    match (requests.len() == 1, full) {
+        (true, false) => statements::SINGLE,
+        (true, true) => statements::SINGLE_FULL,
+        (false, false) => statements::BATCH,
+        (false, true) => statements::BATCH_FULL,
+    }
+}
 
 /// Columns of the batch statement, one array per column.
 #[derive(Default)]
@@ -450,7 +498,7 @@ async fn run_statement(
     requests: &[&AppendRequest],
 ) -> Result<Vec<AppendResult>, sqlx::Error> {
     let c = Columns::build(requests).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    let rows: Vec<(Uuid, i64, i64)> = sqlx::query_as(APPEND_SQL)
+    let rows: Vec<(Uuid, i64, i64)> = sqlx::query_as(append_sql(requests, &c))
         .bind(&c.stream_ids)
         .bind(&c.stream_types)
         .bind(&c.stream_expected)

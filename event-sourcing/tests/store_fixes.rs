@@ -70,6 +70,22 @@ async fn deadlocks_after_close(pool: PgPool, name: &str) -> Result<i64, sqlx::Er
 /// stream ends consistent with its events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_batches_over_shared_aggregates_never_deadlock() -> TestResult {
+    race_over_hot_aggregates(false).await
+}
+
+/// The same race with half of the tasks appending to the hot aggregates one request at a
+/// time, which takes the single-request form of the statement (no separate ordered lock):
+/// singles and batches never deadlock each other, and racing singles at one version
+/// advance a stream once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn single_appends_racing_batches_never_deadlock_or_double_advance() -> TestResult {
+    race_over_hot_aggregates(true).await
+}
+
+/// Tasks that each append one event to every hot aggregate per round, at the versions
+/// they read, all starting together; with `singles`, every other task sends its requests
+/// one by one (in its random order) instead of as one batch.
+async fn race_over_hot_aggregates(singles: bool) -> TestResult {
     let (pool, name) = fresh_database(20).await?;
     // Detect deadlocks quickly, so that a broken lock order fails the test in seconds.
     sqlx::query(&format!(
@@ -94,7 +110,8 @@ async fn concurrent_batches_over_shared_aggregates_never_deadlock() -> TestResul
 
     let barrier = Arc::new(tokio::sync::Barrier::new(TASKS));
     let tasks: Vec<_> = (0..TASKS)
-        .map(|_| {
+        .map(|task| {
+            let one_by_one = singles && task % 2 == 1;
             let (store, hot, barrier) = (store.clone(), hot.clone(), Arc::clone(&barrier));
             tokio::spawn(async move {
                 let (mut appended, mut unexpected) = (0usize, Vec::new());
@@ -120,7 +137,16 @@ async fn concurrent_batches_over_shared_aggregates_never_deadlock() -> TestResul
                     // Every task takes part in every round, whatever happened before, so
                     // a failure shows as a failed assertion, never as a hang here.
                     barrier.wait().await;
-                    for result in store.append_all(&requests).await {
+                    let results = if one_by_one {
+                        let mut results = Vec::with_capacity(requests.len());
+                        for request in &requests {
+                            results.extend(store.append_all(std::slice::from_ref(request)).await);
+                        }
+                        results
+                    } else {
+                        store.append_all(&requests).await
+                    };
+                    for result in results {
                         match result {
                             Ok(_) => appended += 1,
                             Err(StoreError::Conflict { .. }) => {}
