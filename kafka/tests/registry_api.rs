@@ -912,10 +912,11 @@ async fn soft_deleted_versions_leave_the_compatibility_check() -> TestResult {
 }
 
 /// RestApiTest.testSubjectCompatibilityAfterDeletingAllVersions,
-/// testSubjectCompatibilityAfterDeletingSubject: a subject left without live versions
-/// loses its own level; the global one stays.
+/// testSubjectCompatibilityAfterDeletingSubject, as Confluent behaves since its 2025 change
+/// (schema-registry #3810): a soft-deleted subject keeps its own level for when it is
+/// registered again; only a subject permanently gone loses it. The global level stays.
 #[tokio::test]
-async fn a_subject_without_live_versions_loses_its_level() -> TestResult {
+async fn a_subject_loses_its_level_only_when_permanently_gone() -> TestResult {
     let r = Registry::start_none().await?;
     let s1 = record(r#"{"type":"string","name":"f1"}"#);
     let s2 = record(r#"{"type":"string","name":"f1"},{"type":"string","name":"f2","default":"d"}"#);
@@ -931,19 +932,21 @@ async fn a_subject_without_live_versions_loses_its_level() -> TestResult {
         r.id(subject, &s1).await?;
         r.id(subject, &s2).await?;
     }
+    let level = |answer: Answer| answer.1["compatibilityLevel"].clone();
     r.delete("/subjects/versions/versions/1").await?;
-    assert_eq!(
-        is_ok(&r.get("/config/versions").await?)["compatibilityLevel"],
-        "BACKWARD"
-    );
     r.delete("/subjects/versions/versions/2").await?;
+    assert_eq!(level(r.get("/config/versions").await?), "BACKWARD");
+    r.delete("/subjects/versions/versions/1?permanent=true")
+        .await?;
+    assert_eq!(level(r.get("/config/versions").await?), "BACKWARD");
+    r.delete("/subjects/versions/versions/2?permanent=true")
+        .await?;
     error(r.get("/config/versions").await?, 404, 40408);
     r.delete("/subjects/whole").await?;
+    assert_eq!(level(r.get("/config/whole").await?), "BACKWARD");
+    r.delete("/subjects/whole?permanent=true").await?;
     error(r.get("/config/whole").await?, 404, 40408);
-    assert_eq!(
-        is_ok(&r.get("/config").await?)["compatibilityLevel"],
-        "FULL"
-    );
+    assert_eq!(level(r.get("/config").await?), "FULL");
     Ok(())
 }
 
@@ -1578,5 +1581,73 @@ async fn schemas_stored_under_the_old_identity_keep_their_ids() -> TestResult {
     );
     let (_, versions) = r.get("/subjects/old-value/versions").await?;
     assert_eq!(versions, json!([1]));
+    Ok(())
+}
+
+// ---- Review cases: races, empty deleted views, unknown subjects, import bounds ----------
+
+/// One new schema registered under several subjects at the same moment: every
+/// registration answers 200 with one and the same id (a registration that waited for
+/// another's insert used to find no row and answer 500).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_new_schema_registered_under_many_subjects_at_once_gets_one_id() -> TestResult {
+    let r = std::sync::Arc::new(Registry::start_none().await?);
+    for n in 0..30 {
+        let text = schema(1000 + n);
+        let mut racing = Vec::new();
+        for subject in 0..6 {
+            let (r, text) = (std::sync::Arc::clone(&r), text.clone());
+            racing.push(tokio::spawn(async move {
+                r.register(&format!("race-{n}-{subject}"), &text).await
+            }));
+        }
+        let mut ids = std::collections::HashSet::new();
+        for registration in racing {
+            let (status, body) = registration.await??;
+            assert_eq!(status, 200, "{body}");
+            ids.insert(body["id"].clone());
+        }
+        assert_eq!(ids.len(), 1, "one schema, one id: {ids:?}");
+    }
+    Ok(())
+}
+
+/// `deletedOnly` on a live subject with nothing deleted is an empty list (Confluent);
+/// on an unknown subject, 40401. A lookup under an unknown subject is a 404 whatever the
+/// body (Confluent checks the subject first).
+#[tokio::test]
+async fn empty_deleted_views_and_unknown_subjects() -> TestResult {
+    let r = Registry::start_none().await?;
+    r.id("live", &schema(1)).await?;
+    let (status, body) = r.get("/subjects/live/versions?deletedOnly=true").await?;
+    assert_eq!((status, body), (200, json!([])));
+    error(
+        r.get("/subjects/nobody/versions?deletedOnly=true").await?,
+        404,
+        40401,
+    );
+    error(r.post("/subjects/nobody", json!({})).await?, 404, 40401);
+    Ok(())
+}
+
+/// IMPORT mode refuses ids and versions so high that counting up after them would
+/// overflow (each later registration would fail with a 500).
+#[tokio::test]
+async fn imported_ids_and_versions_leave_room_to_count_up() -> TestResult {
+    let r = Registry::start_none().await?;
+    is_ok(&r.put("/mode/imp", json!({"mode": "IMPORT"})).await?);
+    for body in [
+        json!({"schema": schema(1), "id": i32::MAX, "version": 1}),
+        json!({"schema": schema(1), "id": 5, "version": i32::MAX}),
+    ] {
+        error(r.post("/subjects/imp/versions", body).await?, 422, 42205);
+    }
+    is_ok(
+        &r.post(
+            "/subjects/imp/versions",
+            json!({"schema": schema(1), "id": 5, "version": 7}),
+        )
+        .await?,
+    );
     Ok(())
 }

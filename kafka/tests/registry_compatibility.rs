@@ -1126,3 +1126,38 @@ mod issue_7 {
         );
     }
 }
+
+// ---- Cost: a record referred to many times is checked once ------------------------------
+
+/// Twenty nested records, each holding the next one three times: 3^20 paths through the
+/// schema. Checked path by path this takes hours (and holds the subject's lock meanwhile);
+/// checked pair by pair it takes microseconds. Both an incompatible and a compatible pair.
+#[test]
+fn deeply_nested_references_are_checked_in_linear_time() {
+    fn nested(depth: usize, leaf: &str) -> String {
+        let mut schema =
+            format!(r#"{{"type":"record","name":"L0","fields":[{{"name":"x","type":"{leaf}"}}]}}"#);
+        for level in 1..=depth {
+            schema = format!(
+                r#"{{"type":"record","name":"L{level}","fields":[{{"name":"a","type":{schema}}},{{"name":"b","type":"L{prev}"}},{{"name":"c","type":"L{prev}"}}]}}"#,
+                prev = level - 1
+            );
+        }
+        schema
+    }
+    let (done_tx, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let incompatible = problems(&nested(20, "int"), &nested(20, "string"));
+        let compatible = problems(&nested(20, "long"), &nested(20, "int"));
+        let _ = done_tx.send((incompatible, compatible));
+    });
+    let (incompatible, compatible) = done
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the check of a 20-deep nested schema did not finish in 20 s");
+    assert!(!incompatible.is_empty());
+    assert!(
+        incompatible.len() < 10,
+        "each problem once, not once per path: {incompatible:?}"
+    );
+    assert!(compatible.is_empty(), "{compatible:?}");
+}

@@ -56,8 +56,43 @@ use serde_json::{Map, Value};
 pub fn identity(text: &str) -> Result<String, String> {
     let value: Value =
         serde_json::from_str(text).map_err(|e| format!("the schema is not valid JSON: {e}"))?;
-    // serde_json's `Map` is a `BTreeMap` here, so objects serialise with sorted keys.
-    serde_json::to_string(&value).map_err(|e| e.to_string())
+    let mut out = String::new();
+    write_sorted(&value, &mut out);
+    Ok(out)
+}
+
+/// Compact JSON with every object's keys sorted, whatever order `serde_json`'s map keeps
+/// (it keeps insertion order if any crate in a build enables its `preserve_order`).
+fn write_sorted(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                if let Some(v) = map.get(key) {
+                    write_sorted(v, out);
+                }
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_sorted(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
 }
 
 /// The normalised form of a schema, for `?normalize=true` (see the module documentation).

@@ -183,8 +183,12 @@ pub fn can_read(reader: &Schema, writer: &Schema) -> Vec<String> {
         reader_names: named_types(reader),
         writer_names: named_types(writer),
         in_progress: Vec::new(),
+        decided: HashMap::new(),
     };
-    checker.check(reader, writer, "")
+    let mut problems = checker.check(reader, writer, "");
+    let mut seen = std::collections::HashSet::new();
+    problems.retain(|p| seen.insert(p.clone()));
+    problems
 }
 
 /// The named types defined anywhere in `schema`, by full name, so references resolve.
@@ -274,6 +278,10 @@ struct Checker<'a> {
     writer_names: HashMap<String, &'a Schema>,
     /// Pairs of named types (reader full name, writer full name) being checked further up.
     in_progress: Vec<(String, String)>,
+    /// Pairs already decided, with their problems (at the path where each was first
+    /// found): a record referred to many times is checked once, so a schema that nests
+    /// references cannot make the check take exponential time.
+    decided: HashMap<(String, String), Vec<String>>,
 }
 
 fn kind<'a>(schema: &'a Schema, names: &HashMap<String, &'a Schema>) -> Kind<'a> {
@@ -418,8 +426,11 @@ impl<'a> Checker<'a> {
             // Recursion: the outer check of this same pair decides.
             return Vec::new();
         }
+        if let Some(problems) = self.decided.get(&pair) {
+            return problems.clone();
+        }
         let mut problems = name_problems(&reader.name, &reader.aliases, &writer.name, path);
-        self.in_progress.push(pair);
+        self.in_progress.push(pair.clone());
         for field in &reader.fields {
             let field_path = format!("{path}/fields/{}", field.name);
             let written = writer
@@ -443,6 +454,9 @@ impl<'a> Checker<'a> {
             }
         }
         self.in_progress.pop();
+        let mut seen = std::collections::HashSet::new();
+        problems.retain(|p| seen.insert(p.clone()));
+        self.decided.insert(pair, problems.clone());
         problems
     }
 }

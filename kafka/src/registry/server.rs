@@ -268,7 +268,14 @@ async fn lookup(
     Query(flags): Query<Flags>,
     body: Bytes,
 ) -> ApiResult {
-    let (schema, _) = schema_body(&body)?;
+    // An unknown subject is a 404 whatever the body (Confluent checks it first).
+    let (schema, _) = match schema_body(&body) {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            store.versions(&subject, Visibility::All).await?;
+            return Err(error);
+        }
+    };
     let schema = normalize_if_asked(schema, &flags)?;
     let found = store.lookup(&subject, &schema, flags.deleted).await?;
     ok(serde_json::to_value(found).unwrap_or_default())

@@ -147,6 +147,9 @@ impl VersionRef {
     }
 }
 
+/// The largest id or version IMPORT mode accepts, leaving room to count up after it.
+const MAX_IMPORTED: i32 = i32::MAX / 2;
+
 /// Which versions a read sees: Confluent's `?deleted=true` and `?deletedOnly=true`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Visibility {
@@ -290,9 +293,22 @@ impl RegistryStore {
         .await?;
         let mut upgraded = 0;
         for (id, text) in old {
-            let identity = identity(&text)?;
+            let identity = match identity(&text) {
+                Ok(identity) => identity,
+                Err(error) => {
+                    // Stays readable by id; only finding it again by its text is lost.
+                    tracing::warn!(id, %error, "a stored schema no longer parses; its identity is left as it was");
+                    continue;
+                }
+            };
+            // If a newer registry already stored the same schema under the new identity
+            // (while an older one still ran), this row keeps its old identity: both ids
+            // stay readable, and look-ups by text find the newer row.
             upgraded += sqlx::query(
-                "UPDATE schema_registry_schemas SET canonical = $2, identity_form = 2 \
+                "UPDATE schema_registry_schemas SET identity_form = 2, \
+                 canonical = CASE WHEN EXISTS (SELECT 1 FROM schema_registry_schemas o \
+                                               WHERE o.canonical = $2 AND o.id <> $1) \
+                             THEN canonical ELSE $2 END \
                  WHERE id = $1 AND identity_form < 2",
             )
             .bind(id)
@@ -332,6 +348,19 @@ impl RegistryStore {
         if !importing && (request.id.is_some() || request.version.is_some()) {
             return Err(RegistryError::OperationNotPermitted(format!(
                 "an id or version may only be given in IMPORT mode; subject {subject} is in {mode} mode"
+            )));
+        }
+        // Ids and versions count up from the largest one: an imported one near the top of
+        // the range would leave no room for the next registration.
+        if request
+            .id
+            .is_some_and(|id| !(1..=MAX_IMPORTED).contains(&id))
+            || request
+                .version
+                .is_some_and(|v| !(1..=MAX_IMPORTED).contains(&v))
+        {
+            return Err(RegistryError::OperationNotPermitted(format!(
+                "an imported id or version must be between 1 and {MAX_IMPORTED}"
             )));
         }
         let existing: Option<i32> = sqlx::query_scalar(
@@ -411,11 +440,13 @@ impl RegistryStore {
         identity: &str,
         schema: &str,
     ) -> Result<i32, RegistryError> {
+        // DO UPDATE (a no-op write) rather than DO NOTHING: a registration racing another
+        // one of the same new schema under another subject waits for it and then gets its
+        // row back, where a SELECT in the same statement would not see it (its snapshot
+        // predates the other's commit).
         Ok(sqlx::query_scalar(
-            "WITH ins AS (INSERT INTO schema_registry_schemas (canonical, schema) VALUES ($1, $2) \
-                          ON CONFLICT (canonical) DO NOTHING RETURNING id) \
-             SELECT id FROM ins UNION ALL SELECT id FROM schema_registry_schemas WHERE canonical = $1 \
-             LIMIT 1",
+            "INSERT INTO schema_registry_schemas (canonical, schema, identity_form) VALUES ($1, $2, 2) \
+             ON CONFLICT (canonical) DO UPDATE SET canonical = EXCLUDED.canonical RETURNING id",
         )
         .bind(identity)
         .bind(schema)
@@ -450,7 +481,8 @@ impl RegistryStore {
             ))),
             (None, None) => {
                 sqlx::query(
-                    "INSERT INTO schema_registry_schemas (id, canonical, schema) VALUES ($1, $2, $3)",
+                    "INSERT INTO schema_registry_schemas (id, canonical, schema, identity_form) \
+                     VALUES ($1, $2, $3, 2)",
                 )
                 .bind(id)
                 .bind(identity)
@@ -600,6 +632,12 @@ impl RegistryStore {
         .bind(subject)
         .fetch_all(&self.pool)
         .await?;
+        // `deletedOnly` on a subject that exists with no deleted version is an empty list
+        // (Confluent), not "no such subject".
+        if versions.is_empty() && visibility == Visibility::DeletedOnly {
+            self.require_subject(subject, Visibility::Live).await?;
+            return Ok(versions);
+        }
         if versions.is_empty() {
             return Err(RegistryError::SubjectNotFound(subject.to_owned()));
         }
@@ -770,9 +808,6 @@ impl RegistryStore {
                 .bind(number)
                 .execute(&mut *tx)
                 .await?;
-                if live == 1 {
-                    Self::forget_subject_settings(&mut tx, subject).await?;
-                }
             }
             (true, true) => {
                 sqlx::query(
@@ -782,6 +817,9 @@ impl RegistryStore {
                 .bind(number)
                 .execute(&mut *tx)
                 .await?;
+                if live + deleted == 1 {
+                    Self::forget_subject_settings(&mut tx, subject).await?;
+                }
             }
         }
         tx.commit().await?;
@@ -828,13 +866,16 @@ impl RegistryStore {
             .fetch_all(&mut *tx)
             .await?
         };
-        Self::forget_subject_settings(&mut tx, subject).await?;
+        if permanent {
+            Self::forget_subject_settings(&mut tx, subject).await?;
+        }
         tx.commit().await?;
         Ok(versions)
     }
 
-    /// As in Confluent, a subject left without live versions loses its own compatibility
-    /// level and mode.
+    /// As in Confluent (since 2025), a subject that is permanently gone — no version left,
+    /// live or soft-deleted — loses its own compatibility level and mode; a soft-deleted
+    /// subject keeps them for when it is registered again.
     async fn forget_subject_settings(conn: &mut Conn, subject: &str) -> Result<(), RegistryError> {
         sqlx::query("DELETE FROM schema_registry_config WHERE subject = $1")
             .bind(subject)
