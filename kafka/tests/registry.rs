@@ -1,7 +1,6 @@
 //! The schema registry over HTTP, against a fresh PostgreSQL database, as Confluent
 //! clients call it.
 
-use kafka::registry::{RegistryServer, RegistryStore};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -15,12 +14,8 @@ struct Registry {
 impl Registry {
     async fn start() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let (pool, _) = event_sourcing::testkit::fresh_database(5).await?;
-        let server =
-            RegistryServer::bind(RegistryStore::new(pool), ([127, 0, 0, 1], 0).into()).await?;
-        let base = format!("http://{}", server.local_addr()?);
-        tokio::spawn(server.serve(std::future::pending()));
         Ok(Self {
-            base,
+            base: kafka::testkit::registry(pool).await?,
             http: reqwest::Client::new(),
         })
     }

@@ -11,7 +11,6 @@
 //! not compatible with each other); the ports of it do the same. Where Confluent and
 //! Karapace disagree, these follow Confluent, and say so.
 
-use kafka::registry::{RegistryServer, RegistryStore};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -26,12 +25,8 @@ struct Registry {
 impl Registry {
     async fn start() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let (pool, _) = event_sourcing::testkit::fresh_database(5).await?;
-        let server =
-            RegistryServer::bind(RegistryStore::new(pool), ([127, 0, 0, 1], 0).into()).await?;
-        let base = format!("http://{}", server.local_addr()?);
-        tokio::spawn(server.serve(std::future::pending()));
         Ok(Self {
-            base,
+            base: kafka::testkit::registry(pool).await?,
             http: reqwest::Client::new(),
         })
     }
@@ -1565,12 +1560,10 @@ async fn schemas_stored_under_the_old_identity_keep_their_ids() -> TestResult {
     .bind(id)
     .execute(&pool)
     .await?;
-    let server = RegistryServer::bind(RegistryStore::new(pool), ([127, 0, 0, 1], 0).into()).await?;
     let r = Registry {
-        base: format!("http://{}", server.local_addr()?),
+        base: kafka::testkit::registry(pool).await?,
         http: reqwest::Client::new(),
     };
-    tokio::spawn(server.serve(std::future::pending()));
     let (status, body) = r
         .post("/subjects/old-value/versions", json!({ "schema": text }))
         .await?;

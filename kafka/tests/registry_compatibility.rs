@@ -1161,3 +1161,17 @@ fn deeply_nested_references_are_checked_in_linear_time() {
     );
     assert!(compatible.is_empty(), "{compatible:?}");
 }
+
+/// Avro Java's `lookupWriterField`: a reader field whose name and alias match two writer
+/// fields is an error there, so Confluent answers incompatible; so does this checker.
+#[test]
+fn a_reader_field_matching_two_writer_fields_is_incompatible() {
+    let reader =
+        r#"{"type":"record","name":"R","fields":[{"name":"a","type":"int","aliases":["b"]}]}"#;
+    let writer = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"int"},{"name":"b","type":"int"}]}"#;
+    let found = problems(reader, writer);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("matches 2 fields"), "{found:?}");
+    let only_alias = r#"{"type":"record","name":"R","fields":[{"name":"b","type":"int"}]}"#;
+    assert!(problems(reader, only_alias).is_empty());
+}

@@ -443,6 +443,21 @@ impl<'a> Checker<'a> {
                         .iter()
                         .find_map(|alias| writer.fields.iter().find(|w| &w.name == alias))
                 });
+            // Avro Java refuses a reader field that its name and an alias (or two aliases)
+            // match to different writer fields: which one it reads would be ambiguous.
+            let matches = writer
+                .fields
+                .iter()
+                .filter(|w| w.name == field.name || field.aliases.contains(&w.name))
+                .count();
+            if matches > 1 {
+                problems.push(format!(
+                    "{field_path}: the reader's field '{}' matches {matches} fields of the writer's record {} by name and aliases",
+                    field.name,
+                    writer.name.fullname(None)
+                ));
+                continue;
+            }
             match written {
                 Some(w) => problems.extend(self.check(&field.schema, &w.schema, &field_path)),
                 None if field.default.is_some() => {}
