@@ -3,8 +3,11 @@
 #
 #   ./deploy-phase7.sh local   start PostgreSQL if needed, build, serve http://127.0.0.1:8080
 #   ./deploy-phase7.sh test    start what the tests need, then run every test
+#   ./deploy-phase7.sh db      only create the platform's database role and .env.local
 #
 # Both install what is missing (PostgreSQL from apt) and start what is stopped.
+# Secrets (the database role's password, the registry token) are generated on the first
+# run into .env.local (git-ignored, mode 600); later runs read it.
 # Settings: DATABASE_URL, TRACSEQ_LISTEN, TRACSEQ_LOG_FORMAT (see README.md).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -24,32 +27,158 @@ apt_install() {
 }
 
 PG_HOST=127.0.0.1
-PG_PORT=5432
+PG_PORT=${PG_PORT:-5432}
 
-# Makes sure a PostgreSQL server answers on 127.0.0.1:5432 and that we can log in as
-# postgres over TCP; exports PG_ADMIN_URL (server URL without a database).
+# psql as the PostgreSQL superuser on database $1: over TCP when the server lets postgres
+# in without a password (trust, as on a developer box or CI: PG_ADMIN_URL is set),
+# otherwise over the Unix socket as the postgres system user (peer authentication). The
+# postgres role is never given a password.
+admin_psql() {
+  local db=$1; shift
+  if [ -n "${PG_ADMIN_URL:-}" ]; then
+    psql "$PG_ADMIN_URL/$db" -X -v ON_ERROR_STOP=1 "$@"
+  else
+    as_root runuser -u postgres -- psql -X -v ON_ERROR_STOP=1 -p "$PG_PORT" -d "$db" "$@"
+  fi
+}
+
+# Makes sure a PostgreSQL server answers on 127.0.0.1:$PG_PORT and that we can act as its
+# superuser; exports PG_ADMIN_URL (server URL without a database) when that works over
+# TCP, and leaves it empty when only the Unix socket lets postgres in.
 ensure_postgres() {
   if ! command -v pg_ctlcluster >/dev/null 2>&1 && ! command -v pg_isready >/dev/null 2>&1; then
     apt_install postgresql postgresql-client
   fi
   if ! pg_isready -q -h "$PG_HOST" -p "$PG_PORT"; then
     local version
-    version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)
-    [ -n "$version" ] || { apt_install postgresql; version=$(ls /etc/postgresql | sort -V | tail -n 1); }
+    version=$(find /etc/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort -V | tail -n 1)
+    [ -n "$version" ] || { apt_install postgresql; version=$(find /etc/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -n 1); }
     log "starting PostgreSQL $version"
     as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
     for _ in $(seq 1 30); do pg_isready -q -h "$PG_HOST" -p "$PG_PORT" && break; sleep 1; done
     pg_isready -q -h "$PG_HOST" -p "$PG_PORT" || die "PostgreSQL did not start on $PG_HOST:$PG_PORT"
   fi
-  PG_ADMIN_URL=${PG_ADMIN_URL:-"postgres://postgres@$PG_HOST:$PG_PORT"}
-  if ! psql "$PG_ADMIN_URL/postgres" -XqAtc 'SELECT 1' >/dev/null 2>&1; then
-    # A stock cluster asks for a password over TCP: give the postgres role one.
-    log "setting a local password for the postgres role (TCP login)"
-    as_root su postgres -c "psql -XqAtc \"ALTER ROLE postgres PASSWORD 'postgres'\"" >/dev/null
-    PG_ADMIN_URL="postgres://postgres:postgres@$PG_HOST:$PG_PORT"
-    psql "$PG_ADMIN_URL/postgres" -XqAtc 'SELECT 1' >/dev/null || die "cannot log in to PostgreSQL as postgres"
+  PG_ADMIN_URL=${PG_ADMIN_URL-"postgres://postgres@$PG_HOST:$PG_PORT"}
+  if [ -n "$PG_ADMIN_URL" ] && ! psql "$PG_ADMIN_URL/postgres" -XqAtc 'SELECT 1' >/dev/null 2>&1; then
+    # A stock cluster asks for a password over TCP: do the superuser's work over the
+    # Unix socket instead, rather than giving postgres a password.
+    PG_ADMIN_URL=
   fi
+  admin_psql postgres -qAtc 'SELECT 1' >/dev/null ||
+    die "cannot act as the PostgreSQL superuser, over TCP ($PG_HOST:$PG_PORT) or over the Unix socket"
   export PG_ADMIN_URL
+}
+
+# Local secrets, generated on the first run and read by later ones; git-ignored, mode 600.
+# Delete a line (or the file) to have it generated again. `set -a; . ./.env.local; set +a`
+# loads it into a shell to run tracseq by hand.
+ENV_FILE=${TRACSEQ_ENV_FILE:-.env.local}
+DB_ROLE=${TRACSEQ_DB_ROLE:-tracseq}   # the platform's own login role
+DB_NAME=${TRACSEQ_DB_NAME:-tracseq}   # its database, owned by that role
+TEST_ROLE=${DB_ROLE}_test             # the test suite's role, when postgres has no TCP login
+
+random_secret() { openssl rand -hex 24 2>/dev/null || od -An -N24 -tx1 /dev/urandom | tr -d ' \n'; }
+
+# The value of KEY in the env file, or nothing.
+env_value() {
+  [ -f "$ENV_FILE" ] || return 0
+  sed -n "s/^$1=//p" "$ENV_FILE" | tail -n 1
+}
+
+# Sets KEY=VALUE in the env file, keeping its other lines; the file is only ever readable
+# by its owner.
+env_set() {
+  local key=$1 value=$2 tmp
+  [ -f "$ENV_FILE" ] && grep -qxF "$key=$value" "$ENV_FILE" && return 0
+  tmp=$(umask 077; mktemp "$ENV_FILE.XXXXXX")
+  if [ -f "$ENV_FILE" ]; then
+    KEY=$key VALUE=$value awk -F= '$1 == ENVIRON["KEY"] { if (!done) print ENVIRON["KEY"] "=" ENVIRON["VALUE"]; done = 1; next }
+      { print } END { if (!done) print ENVIRON["KEY"] "=" ENVIRON["VALUE"] }' "$ENV_FILE" >"$tmp"
+  else
+    printf '# TracSeq local secrets, written by deploy-phase7.sh. Never commit this file.\n%s=%s\n' "$key" "$value" >"$tmp"
+  fi
+  chmod 600 "$tmp"
+  mv "$tmp" "$ENV_FILE"
+}
+
+# The password in a postgres:// URL of the env file, when that URL logs in as $2.
+url_password() {
+  env_value "$1" | sed -n "s#^postgres://$2:\([^@]*\)@.*#\1#p"
+}
+
+# ensure_role ROLE URL_KEY DATABASE ATTRIBUTES: a login role with ATTRIBUTES whose
+# connection URL (to DATABASE, password included) is kept in the env file under URL_KEY.
+# The password in the file is kept; with none, one is generated and the role's password
+# is reset to it. Passwords go to psql on standard input, never on a command line.
+ensure_role() {
+  local role=$1 key=$2 db=$3 attributes=$4 password
+  password=$(url_password "$key" "$role")
+  if [ -z "$password" ]; then
+    password=$(random_secret)
+    [ -n "$password" ] || die "cannot generate a password (openssl or /dev/urandom)"
+  fi
+  if [ "$(admin_psql postgres -qAtc "SELECT 1 FROM pg_roles WHERE rolname = '$role'")" != 1 ]; then
+    log "creating the database role $role (password kept in $ENV_FILE)"
+    printf "CREATE ROLE \"%s\" LOGIN %s PASSWORD '%s';\n" "$role" "$attributes" "$password" | admin_psql postgres -q
+  elif [ -z "$(url_password "$key" "$role")" ] ||
+    ! PGPASSWORD=$password psql -h "$PG_HOST" -p "$PG_PORT" -U "$role" -d postgres -XqAtc 'SELECT 1' >/dev/null 2>&1; then
+    log "setting a new password for the database role $role (kept in $ENV_FILE)"
+    printf "ALTER ROLE \"%s\" LOGIN %s PASSWORD '%s';\n" "$role" "$attributes" "$password" | admin_psql postgres -q
+  fi
+  env_set "$key" "postgres://$role:$password@$PG_HOST:$PG_PORT/$db"
+}
+
+# The platform's database role and database, and the env file with DATABASE_URL and the
+# registry token. The role may log in and owns its database (it runs the migrations
+# there); it is not a superuser and cannot create databases or roles.
+ensure_platform_env() {
+  ensure_role "$DB_ROLE" DATABASE_URL "$DB_NAME" "NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
+  local owner
+  owner=$(admin_psql postgres -qAtc "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '$DB_NAME'")
+  if [ -z "$owner" ]; then
+    log "creating the database $DB_NAME, owned by $DB_ROLE"
+    admin_psql postgres -qc "CREATE DATABASE \"$DB_NAME\" OWNER \"$DB_ROLE\""
+  elif [ "$owner" != "$DB_ROLE" ]; then
+    # A database from before the role existed: hand it and the platform's tables over.
+    log "handing the database $DB_NAME (owned by $owner) over to $DB_ROLE"
+    admin_psql postgres -qc "ALTER DATABASE \"$DB_NAME\" OWNER TO \"$DB_ROLE\""
+    admin_psql "$DB_NAME" -q <<SQL
+DO \$\$
+DECLARE statement text;
+BEGIN
+  FOR statement IN
+    SELECT format('ALTER %s %s OWNER TO %I',
+                  CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                                 WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END,
+                  c.oid::regclass, '$DB_ROLE')
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
+      -- sequences owned by a column follow their table
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                      AND d.objid = c.oid AND d.deptype IN ('a', 'i'))
+    UNION ALL
+    SELECT format('ALTER ROUTINE %s OWNER TO %I', p.oid::regprocedure, '$DB_ROLE')
+    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+    WHERE n.nspname = 'public'
+  LOOP
+    EXECUTE statement;
+  END LOOP;
+END
+\$\$;
+SQL
+  fi
+  [ -n "$(env_value SCHEMA_REGISTRY_TOKEN)" ] || {
+    log "generating the schema registry's token (kept in $ENV_FILE)"
+    env_set SCHEMA_REGISTRY_TOKEN "$(random_secret)"
+  }
+}
+
+# Exports the env file's settings, except those already set in the environment.
+load_env() {
+  local key
+  for key in DATABASE_URL SCHEMA_REGISTRY_TOKEN; do
+    if [ -z "${!key:-}" ]; then export "$key=$(env_value "$key")"; fi
+  done
 }
 
 ensure_toolchain() {
@@ -122,9 +251,10 @@ start_registry() {
 
 cmd_local() {
   ensure_postgres
+  ensure_platform_env
+  load_env
   ensure_toolchain
   command -v curl >/dev/null 2>&1 || apt_install curl
-  export DATABASE_URL=${DATABASE_URL:-"$PG_ADMIN_URL/tracseq"}
   export TRACSEQ_LISTEN=${TRACSEQ_LISTEN:-127.0.0.1:8080}
   export KAFKA_BROKERS=${KAFKA_BROKERS:-127.0.0.1:9092}
   export SCHEMA_REGISTRY_URL=${SCHEMA_REGISTRY_URL:-http://127.0.0.1:8081}
@@ -151,8 +281,17 @@ cmd_test() {
   ensure_browser
   ensure_tansu   # the Kafka tests start brokers of their own with it
   ensure_python_kafka   # a third-party consumer test reads the topic with it
-  # Tests create one database each on this server.
-  export DATABASE_URL="$PG_ADMIN_URL/postgres"
+  # Tests create one database each on this server: as postgres over TCP when the server
+  # allows it without a password (trust), otherwise as a role of the tests' own that may
+  # create databases (and so drop the ones it created) and nothing more. The platform's
+  # role stays unable to create databases.
+  if [ -n "$PG_ADMIN_URL" ]; then
+    export DATABASE_URL="$PG_ADMIN_URL/postgres"
+  else
+    ensure_role "$TEST_ROLE" TEST_DATABASE_URL postgres "NOSUPERUSER CREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
+    DATABASE_URL=$(env_value TEST_DATABASE_URL)
+    export DATABASE_URL
+  fi
   log "dropping databases left by earlier test runs"
   psql "$DATABASE_URL" -XqAt -c "SELECT datname FROM pg_database WHERE datname LIKE 'tracseq_test_%'" |
     while read -r db; do psql "$DATABASE_URL" -Xq -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null || true; done
@@ -165,12 +304,13 @@ cmd_test() {
 }
 
 usage() {
-  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 case "${1:-}" in
   local) cmd_local ;;
   test) cmd_test ;;
+  db) ensure_postgres; ensure_platform_env; log "database role $DB_ROLE and $ENV_FILE are ready" ;;
   -h|--help|help|"") usage ;;
   deploy|status|logs|restart|cleanup)
     die "'$1' manages the Docker Compose stack, which is not part of this release yet; use 'local'" ;;
