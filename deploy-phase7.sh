@@ -59,7 +59,7 @@ ensure_postgres() {
     pg_isready -q -h "$PG_HOST" -p "$PG_PORT" || die "PostgreSQL did not start on $PG_HOST:$PG_PORT"
   fi
   PG_ADMIN_URL=${PG_ADMIN_URL-"postgres://postgres@$PG_HOST:$PG_PORT"}
-  if [ -n "$PG_ADMIN_URL" ] && ! psql "$PG_ADMIN_URL/postgres" -XqAtc 'SELECT 1' >/dev/null 2>&1; then
+  if [ -n "$PG_ADMIN_URL" ] && ! psql -w "$PG_ADMIN_URL/postgres" -XqAtc 'SELECT 1' >/dev/null 2>&1; then
     # A stock cluster asks for a password over TCP: do the superuser's work over the
     # Unix socket instead, rather than giving postgres a password.
     PG_ADMIN_URL=
@@ -121,7 +121,7 @@ ensure_role() {
     log "creating the database role $role (password kept in $ENV_FILE)"
     printf "CREATE ROLE \"%s\" LOGIN %s PASSWORD '%s';\n" "$role" "$attributes" "$password" | admin_psql postgres -q
   elif [ -z "$(url_password "$key" "$role")" ] ||
-    ! PGPASSWORD=$password psql -h "$PG_HOST" -p "$PG_PORT" -U "$role" -d postgres -XqAtc 'SELECT 1' >/dev/null 2>&1; then
+    ! PGPASSWORD=$password psql -w -h "$PG_HOST" -p "$PG_PORT" -U "$role" -d postgres -XqAtc 'SELECT 1' >/dev/null 2>&1; then
     log "setting a new password for the database role $role (kept in $ENV_FILE)"
     printf "ALTER ROLE \"%s\" LOGIN %s PASSWORD '%s';\n" "$role" "$attributes" "$password" | admin_psql postgres -q
   fi

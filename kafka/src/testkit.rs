@@ -96,6 +96,20 @@ pub async fn registry(pool: sqlx::PgPool) -> Result<String, BoxError> {
     Ok(url)
 }
 
+/// A registry on a free port over the given database that requires `token` on the
+/// requests that change it; returns its URL.
+pub async fn registry_with_token(
+    pool: sqlx::PgPool,
+    token: &str,
+) -> Result<String, BoxError> {
+    let server = RegistryServer::bind(RegistryStore::new(pool), ([127, 0, 0, 1], 0).into())
+        .await?
+        .require_token(crate::registry::RegistryToken::new(token));
+    let url = format!("http://{}", server.local_addr()?);
+    tokio::spawn(server.serve(std::future::pending()));
+    Ok(url)
+}
+
 /// The catalogue of the platform's own aggregates.
 pub fn sample_catalog() -> Result<std::sync::Arc<crate::avro::EventCatalog>, BoxError> {
     Ok(std::sync::Arc::new(

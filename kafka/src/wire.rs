@@ -73,6 +73,28 @@ pub struct WireCodec {
 impl WireCodec {
     pub fn new(registry_url: &str, catalog: Arc<EventCatalog>) -> Self {
         let settings = SrSettings::new(registry_url.trim_end_matches('/').to_owned());
+        Self::with_settings(settings, catalog)
+    }
+
+    /// A codec that sends `Authorization: Bearer <token>` on every registry request, for a
+    /// registry that requires a token to register schemas (see
+    /// [`crate::registry::router_with_token`]); without a token, as [`Self::new`].
+    pub fn with_token(
+        registry_url: &str,
+        token: Option<&str>,
+        catalog: Arc<EventCatalog>,
+    ) -> Result<Self, WireError> {
+        let url = registry_url.trim_end_matches('/').to_owned();
+        let Some(token) = token else {
+            return Ok(Self::new(&url, catalog));
+        };
+        let settings = SrSettings::new_builder(url)
+            .set_token_authorization(token)
+            .build()?;
+        Ok(Self::with_settings(settings, catalog))
+    }
+
+    fn with_settings(settings: SrSettings, catalog: Arc<EventCatalog>) -> Self {
         Self {
             encoder: AvroEncoder::new(settings.clone()),
             decoder: AvroDecoder::new(settings.clone()),

@@ -302,11 +302,28 @@ fn registry_script() -> PathBuf {
 async fn confluents_python_client_manages_schemas_in_our_registry() -> TestResult {
     python_client_available()?;
     let (pool, _) = event_sourcing::testkit::fresh_database(5).await?;
-    let registry_url = registry(pool).await?;
+    python_walk(&registry(pool).await?, None).await
+}
+
+/// The same walk against a registry that requires a token for changes: the client sends
+/// it as a static bearer token (`bearer.auth.credentials.source: STATIC_TOKEN`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confluents_python_client_manages_schemas_with_the_registry_token() -> TestResult {
+    python_client_available()?;
+    let (pool, _) = event_sourcing::testkit::fresh_database(5).await?;
+    let token = "python-client-registry-token";
+    let url = kafka::testkit::registry_with_token(pool, token).await?;
+    python_walk(&url, Some(token)).await
+}
+
+async fn python_walk(registry_url: &str, token: Option<&str>) -> TestResult {
     let mut command = Command::new(python());
     command
         .arg(registry_script())
-        .args(["--registry", &registry_url]);
+        .args(["--registry", registry_url]);
+    if let Some(token) = token {
+        command.args(["--token", token]);
+    }
     let output = tokio::task::spawn_blocking(move || command.output())
         .await?
         .map_err(|e| format!("cannot run {} ({e}); {INSTALL_HINT}", python()))?;

@@ -62,6 +62,11 @@ pub struct Settings {
     pub kafka_brokers: Option<String>,
     /// `SCHEMA_REGISTRY_URL`
     pub schema_registry_url: String,
+    /// `SCHEMA_REGISTRY_TOKEN`: when set, `tracseq schema-registry` requires it as
+    /// `Authorization: Bearer <token>` on every request that changes the registry
+    /// (registering, config, mode, deletes), and the platform's own registry client sends
+    /// it. Unset or blank: the registry is open, as before. Never printed.
+    pub schema_registry_token: Option<kafka::registry::RegistryToken>,
     /// `TRACSEQ_CONSUMER_SESSION_TIMEOUT_MS`: consumer-group session timeout
     pub consumer_session_timeout_ms: u64,
     /// `TRACSEQ_RETRY`: the backoff between retries of a transient failure, `aggressive`
@@ -168,6 +173,8 @@ impl Settings {
                 .filter(|b| !b.is_empty()),
             schema_registry_url: lookup("SCHEMA_REGISTRY_URL")
                 .unwrap_or_else(|| "http://127.0.0.1:8081".to_owned()),
+            schema_registry_token: lookup("SCHEMA_REGISTRY_TOKEN")
+                .and_then(kafka::registry::RegistryToken::new),
             consumer_session_timeout_ms: parse(
                 &lookup,
                 "TRACSEQ_CONSUMER_SESSION_TIMEOUT_MS",
@@ -303,5 +310,19 @@ mod tests {
         let shown = format!("{s:?}");
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(shown.contains("postgres://lab@db:5432/tracseq"), "{shown}");
+    }
+
+    #[test]
+    fn the_registry_token_is_optional_and_never_printed() {
+        assert!(settings(&[]).expect("defaults").schema_registry_token.is_none());
+        let blank = settings(&[("SCHEMA_REGISTRY_TOKEN", "  ")]).expect("valid");
+        assert!(blank.schema_registry_token.is_none());
+        let s = settings(&[("SCHEMA_REGISTRY_TOKEN", "t0ps3cret")]).expect("valid");
+        assert_eq!(
+            s.schema_registry_token.as_ref().map(|t| t.expose()),
+            Some("t0ps3cret")
+        );
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("t0ps3cret"), "{shown}");
     }
 }

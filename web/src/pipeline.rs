@@ -60,7 +60,9 @@ pub async fn prepare(
     catalog: Arc<EventCatalog>,
 ) -> Result<WireCodec, PipelineError> {
     let topics = topic_names(&catalog);
-    let codec = WireCodec::new(&settings.schema_registry_url, catalog);
+    let token = settings.schema_registry_token.as_ref().map(|t| t.expose());
+    let codec = WireCodec::with_token(&settings.schema_registry_url, token, catalog)
+        .map_err(|e| PipelineError(format!("schema registry client: {e}")))?;
     let mut attempt: u32 = 0;
     loop {
         attempt = attempt.saturating_add(1);

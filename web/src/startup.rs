@@ -179,9 +179,14 @@ impl Application {
 pub async fn run_schema_registry(settings: &Settings) -> Result<(), StartupError> {
     let pool = connect(settings).await?;
     MIGRATOR.run(&pool).await?;
-    let server =
-        RegistryServer::bind(RegistryStore::new(pool), settings.schema_registry_listen).await?;
-    tracing::info!(url = %format!("http://{}", server.local_addr()?), "schema registry is serving");
+    let server = RegistryServer::bind(RegistryStore::new(pool), settings.schema_registry_listen)
+        .await?
+        .require_token(settings.schema_registry_token.clone());
+    tracing::info!(
+        url = %format!("http://{}", server.local_addr()?),
+        token_required = settings.schema_registry_token.is_some(),
+        "schema registry is serving"
+    );
     server.serve(shutdown_signal()).await?;
     Ok(())
 }

@@ -9,6 +9,10 @@
 //! (`GET /schemas/ids/{id}`): ids are written into every message, and consumers of old
 //! messages must keep decoding them. Only permanently deleting every version that uses a
 //! schema makes its id answer 40403.
+//!
+//! With a [`RegistryToken`] configured, every request that changes what the registry holds
+//! (registering, `PUT`/`DELETE` of config and mode, every `DELETE`) must carry
+//! `Authorization: Bearer <token>`; reads, look-ups and compatibility checks stay open.
 
 pub mod canonical;
 mod compatibility;
@@ -16,5 +20,5 @@ mod server;
 mod store;
 
 pub use compatibility::{Compatibility, can_read, check as check_compatibility};
-pub use server::{RegistryServer, router};
+pub use server::{RegistryServer, RegistryToken, router, router_with_token};
 pub use store::{Mode, RegistryStore};

@@ -6,7 +6,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -570,16 +570,99 @@ async fn not_found() -> Response {
     ApiError(RegistryError::NoSuchResource).into_response()
 }
 
-/// The registry's routes over `store`.
+/// The secret that requests changing the registry must present as
+/// `Authorization: Bearer <token>`. Never printed: `Debug` shows a placeholder.
+#[derive(Clone)]
+pub struct RegistryToken(String);
+
+impl RegistryToken {
+    /// A token from configuration; blank means none (the registry stays open).
+    pub fn new(token: impl Into<String>) -> Option<Self> {
+        let token = token.into().trim().to_owned();
+        (!token.is_empty()).then_some(Self(token))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `presented` is this token, in time that does not depend on how much of
+    /// it matches (only on its length), so the token cannot be guessed byte by byte.
+    fn matches(&self, presented: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        bool::from(self.0.as_bytes().ct_eq(presented.as_bytes()))
+    }
+}
+
+impl std::fmt::Debug for RegistryToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RegistryToken(<hidden>)")
+    }
+}
+
+/// 401 in Confluent's error shape (its code for missing or bad credentials is 40101).
+fn unauthorized(message: &str) -> Response {
+    let mut response = reply(
+        StatusCode::UNAUTHORIZED,
+        json!({ "error_code": 40101, "message": message }),
+    );
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"schema-registry\""),
+    );
+    response
+}
+
+/// Lets a request through only with `Authorization: Bearer <token>`.
+async fn require_token(State(token): State<RegistryToken>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, rest) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        });
+    let refusal = match presented {
+        None => "this request changes the registry and needs Authorization: Bearer <token>",
+        Some(presented) if !token.matches(presented) => "the bearer token is not valid",
+        Some(_) => return next.run(request).await,
+    };
+    tracing::warn!(method = %request.method(), path = %request.uri().path(), refusal, "schema registry request refused");
+    unauthorized(refusal)
+}
+
+/// The registry's routes over `store`, open to every client.
 pub fn router(store: RegistryStore) -> Router {
+    router_with_token(store, None)
+}
+
+/// The registry's routes over `store`. With a `token`, the requests that change what the
+/// registry holds (registering a schema, setting or deleting a compatibility level or a
+/// mode, deleting a version or subject) need it; reads, look-ups of a schema (`POST
+/// /subjects/{subject}`) and compatibility checks stay open.
+pub fn router_with_token(store: RegistryStore, token: Option<RegistryToken>) -> Router {
+    let guarded = |route: MethodRouter<RegistryStore>| match &token {
+        None => route,
+        Some(token) => route.route_layer(middleware::from_fn_with_state(
+            token.clone(),
+            require_token,
+        )),
+    };
     Router::new()
         .route("/", get(|| async { reply(StatusCode::OK, json!({})) }))
         .route("/subjects", get(subjects))
-        .route("/subjects/{subject}", post(lookup).delete(delete_subject))
-        .route("/subjects/{subject}/versions", get(versions).post(register))
+        .route(
+            "/subjects/{subject}",
+            post(lookup).merge(guarded(delete(delete_subject))),
+        )
+        .route(
+            "/subjects/{subject}/versions",
+            get(versions).merge(guarded(post(register))),
+        )
         .route(
             "/subjects/{subject}/versions/{version}",
-            get(version).delete(delete_version),
+            get(version).merge(guarded(delete(delete_version))),
         )
         .route(
             "/subjects/{subject}/versions/{version}/schema",
@@ -597,22 +680,25 @@ pub fn router(store: RegistryStore) -> Router {
         .route("/schemas/ids/{id}/subjects", get(schema_subjects))
         .route(
             "/config",
-            get(get_global_config)
-                .put(put_global_config)
-                .delete(delete_global_config),
+            get(get_global_config).merge(guarded(
+                put(put_global_config).delete(delete_global_config),
+            )),
         )
         .route(
             "/config/{subject}",
-            get(get_subject_config)
-                .put(put_subject_config)
-                .delete(delete_subject_config),
+            get(get_subject_config).merge(guarded(
+                put(put_subject_config).delete(delete_subject_config),
+            )),
         )
-        .route("/mode", get(get_global_mode).put(put_global_mode))
+        .route(
+            "/mode",
+            get(get_global_mode).merge(guarded(put(put_global_mode))),
+        )
         .route(
             "/mode/{subject}",
-            get(get_subject_mode)
-                .put(put_subject_mode)
-                .delete(delete_subject_mode),
+            get(get_subject_mode).merge(guarded(
+                put(put_subject_mode).delete(delete_subject_mode),
+            )),
         )
         .route(
             "/compatibility/subjects/{subject}/versions",
@@ -631,6 +717,7 @@ pub fn router(store: RegistryStore) -> Router {
 pub struct RegistryServer {
     listener: TcpListener,
     router: Router,
+    store: RegistryStore,
 }
 
 impl RegistryServer {
@@ -646,8 +733,17 @@ impl RegistryServer {
         }
         Ok(Self {
             listener: TcpListener::bind(address).await?,
-            router: router(store),
+            router: router(store.clone()),
+            store,
         })
+    }
+
+    /// Requires `token` (when there is one) on the requests that change the registry;
+    /// see [`router_with_token`].
+    #[must_use]
+    pub fn require_token(mut self, token: Option<RegistryToken>) -> Self {
+        self.router = router_with_token(self.store.clone(), token);
+        self
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Drives our schema registry with Confluent's own Python client, as a third party would.
 
-    registry_client.py --registry URL
+    registry_client.py --registry URL [--token TOKEN]
 
 Goes through SchemaRegistryClient's register, lookup, latest and numbered versions,
 compatibility tests and levels, soft and permanent deletes of a version and of a subject,
@@ -86,8 +86,22 @@ def expect_error(name, call, status, code):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--registry", required=True)
+    parser.add_argument(
+        "--token",
+        help="the registry's SCHEMA_REGISTRY_TOKEN, sent as Authorization: Bearer",
+    )
     args = parser.parse_args()
     conf = {"url": args.registry}
+    if args.token:
+        # The client's static bearer token; it insists on a logical cluster, which it
+        # sends as a header our registry ignores.
+        conf.update(
+            {
+                "bearer.auth.credentials.source": "STATIC_TOKEN",
+                "bearer.auth.token": args.token,
+                "bearer.auth.logical.cluster": "local",
+            }
+        )
     client = SchemaRegistryClient(conf)
 
     id1 = client.register_schema(SUBJECT, V1)
