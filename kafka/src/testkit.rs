@@ -98,10 +98,7 @@ pub async fn registry(pool: sqlx::PgPool) -> Result<String, BoxError> {
 
 /// A registry on a free port over the given database that requires `token` on the
 /// requests that change it; returns its URL.
-pub async fn registry_with_token(
-    pool: sqlx::PgPool,
-    token: &str,
-) -> Result<String, BoxError> {
+pub async fn registry_with_token(pool: sqlx::PgPool, token: &str) -> Result<String, BoxError> {
     let server = RegistryServer::bind(RegistryStore::new(pool), ([127, 0, 0, 1], 0).into())
         .await?
         .require_token(crate::registry::RegistryToken::new(token));

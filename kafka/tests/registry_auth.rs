@@ -11,8 +11,7 @@ type Answer = (u16, Value);
 
 const TOKEN: &str = "a-long-random-registry-token-0123456789";
 
-const V1: &str =
-    r#"{"type":"record","name":"Tube","namespace":"org.example","fields":[{"name":"barcode","type":"string"}]}"#;
+const V1: &str = r#"{"type":"record","name":"Tube","namespace":"org.example","fields":[{"name":"barcode","type":"string"}]}"#;
 const V2: &str = r#"{"type":"record","name":"Tube","namespace":"org.example","fields":[{"name":"barcode","type":"string"},{"name":"volume","type":"long","default":0}]}"#;
 
 struct Registry {
@@ -187,7 +186,11 @@ async fn changes_without_the_token_are_refused_and_change_nothing() -> TestResul
             );
         }
     }
-    assert_eq!(state(&registry).await?, before, "a refused request changed the registry");
+    assert_eq!(
+        state(&registry).await?,
+        before,
+        "a refused request changed the registry"
+    );
 
     // With the token, each is accepted; the scheme's case does not matter.
     for (i, (method, path, body)) in mutations().into_iter().enumerate() {
@@ -202,7 +205,11 @@ async fn changes_without_the_token_are_refused_and_change_nothing() -> TestResul
         assert_eq!(status, 200, "{method} {path}: {answer}");
     }
     let (_, subjects) = registry.get("/subjects").await?;
-    assert_eq!(subjects, json!([]), "the subject was deleted with the token");
+    assert_eq!(
+        subjects,
+        json!([]),
+        "the subject was deleted with the token"
+    );
     Ok(())
 }
 
@@ -258,8 +265,7 @@ async fn reads_lookups_and_compatibility_checks_stay_open() -> TestResult {
 }
 
 #[tokio::test]
-async fn the_platforms_codec_registers_with_the_token_and_is_refused_without_it() -> TestResult
-{
+async fn the_platforms_codec_registers_with_the_token_and_is_refused_without_it() -> TestResult {
     let (pool, _) = event_sourcing::testkit::fresh_database(5).await?;
     let url = kafka::testkit::registry_with_token(pool, TOKEN).await?;
     let catalog = kafka::testkit::sample_catalog()?;

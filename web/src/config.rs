@@ -314,7 +314,12 @@ mod tests {
 
     #[test]
     fn the_registry_token_is_optional_and_never_printed() {
-        assert!(settings(&[]).expect("defaults").schema_registry_token.is_none());
+        assert!(
+            settings(&[])
+                .expect("defaults")
+                .schema_registry_token
+                .is_none()
+        );
         let blank = settings(&[("SCHEMA_REGISTRY_TOKEN", "  ")]).expect("valid");
         assert!(blank.schema_registry_token.is_none());
         let s = settings(&[("SCHEMA_REGISTRY_TOKEN", "t0ps3cret")]).expect("valid");

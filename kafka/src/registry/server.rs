@@ -614,7 +614,11 @@ fn unauthorized(message: &str) -> Response {
 }
 
 /// Lets a request through only with `Authorization: Bearer <token>`.
-async fn require_token(State(token): State<RegistryToken>, request: Request, next: Next) -> Response {
+async fn require_token(
+    State(token): State<RegistryToken>,
+    request: Request,
+    next: Next,
+) -> Response {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -644,10 +648,9 @@ pub fn router(store: RegistryStore) -> Router {
 pub fn router_with_token(store: RegistryStore, token: Option<RegistryToken>) -> Router {
     let guarded = |route: MethodRouter<RegistryStore>| match &token {
         None => route,
-        Some(token) => route.route_layer(middleware::from_fn_with_state(
-            token.clone(),
-            require_token,
-        )),
+        Some(token) => {
+            route.route_layer(middleware::from_fn_with_state(token.clone(), require_token))
+        }
     };
     Router::new()
         .route("/", get(|| async { reply(StatusCode::OK, json!({})) }))
@@ -680,9 +683,8 @@ pub fn router_with_token(store: RegistryStore, token: Option<RegistryToken>) -> 
         .route("/schemas/ids/{id}/subjects", get(schema_subjects))
         .route(
             "/config",
-            get(get_global_config).merge(guarded(
-                put(put_global_config).delete(delete_global_config),
-            )),
+            get(get_global_config)
+                .merge(guarded(put(put_global_config).delete(delete_global_config))),
         )
         .route(
             "/config/{subject}",
@@ -696,9 +698,7 @@ pub fn router_with_token(store: RegistryStore, token: Option<RegistryToken>) -> 
         )
         .route(
             "/mode/{subject}",
-            get(get_subject_mode).merge(guarded(
-                put(put_subject_mode).delete(delete_subject_mode),
-            )),
+            get(get_subject_mode).merge(guarded(put(put_subject_mode).delete(delete_subject_mode))),
         )
         .route(
             "/compatibility/subjects/{subject}/versions",
