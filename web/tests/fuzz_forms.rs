@@ -178,6 +178,12 @@ impl TestApp {
     }
 
     fn report(&self) -> TestResult {
+        eprintln!(
+            "{} requests, {} hostile inputs seen escaped in a page, {} problem(s)",
+            self.sent,
+            self.echoed,
+            self.findings.len()
+        );
         if self.findings.is_empty() {
             return Ok(());
         }
@@ -212,15 +218,19 @@ fn shorten(text: &str) -> String {
     }
 }
 
-/// How a page shows text with markup in it (askama's HTML escaping of `<`, `>`, `&`).
+/// How a page shows text (askama's HTML escaping).
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    text.replace('&', "&#38;")
+        .replace('<', "&#60;")
+        .replace('>', "&#62;")
+        .replace('"', "&#34;")
+        .replace('\'', "&#39;")
 }
 
-/// Every byte but the unreserved ones percent-encoded, for a path segment.
+/// Every byte but the unreserved ones percent-encoded, for a path segment or query value;
+/// cut to 2,000 characters first, as a URL is limited to 64 KiB.
 fn segment(raw: &str) -> String {
+    let raw: String = raw.chars().take(2_000).collect();
     raw.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-_~".contains(&b) {

@@ -53,9 +53,21 @@ fn size(bytes: usize) -> String {
     }
 }
 
+/// A handler that panicked: logged, and answered with a bare 500 that
+/// [`explain_refusals`] words, instead of a dropped connection.
+pub fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    tracing::error!(panic = %detail, "request handler panicked");
+    StatusCode::INTERNAL_SERVER_ERROR.into_response()
+}
+
 /// Gives a message to the refusals that come without one: a body over the limit (413,
 /// from the limit layer or an extractor, whose own text is terse), a request that ran out
-/// of time (the timeout layer's bare 503), and any other bare error status the framework
+/// of time (the timeout layer's bare 503), a panic (a bare 500), and any other bare error status the framework
 /// answers with (405, ...). The API gets JSON `{"error": ...}`, the UI an error page.
 pub async fn explain_refusals(
     State(limits): State<Limits>,
@@ -78,6 +90,11 @@ pub async fn explain_refusals(
              form or Idempotency-Key again is safe, it is recorded once).",
             limits.timeout.as_secs_f64()
         ),
+        StatusCode::INTERNAL_SERVER_ERROR if bare => {
+            "Something went wrong on our side and was logged; the request may not have been \
+             carried out, so look before trying again."
+                .to_owned()
+        }
         s if bare && (s.is_client_error() || s.is_server_error()) => {
             format!(
                 "{}.",

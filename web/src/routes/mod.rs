@@ -14,6 +14,7 @@ use axum::http::{HeaderName, Request, StatusCode};
 use axum::response::Redirect;
 use axum::routing::{get, post};
 use edge::Limits;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
@@ -23,7 +24,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Every route, and the layers every response passes through (outermost last): the
 /// request-id, tracing, the security headers, messages for bare refusals, the request
-/// timeout (a bare 503) and the body limit (413).
+/// timeout (a bare 503), the body limit (413) and a handler's panic (a bare 500).
 pub fn router(state: AppState, limits: Limits) -> Router {
     let [csp, nosniff, referrer, frames] = edge::security_headers();
     let trace = TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
@@ -79,6 +80,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/health/ready", get(health::ready))
         .route("/health/startup", get(health::startup))
         .fallback(ui::not_found)
+        .layer(CatchPanicLayer::custom(edge::panicked))
         .layer(RequestBodyLimitLayer::new(limits.body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
