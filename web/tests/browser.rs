@@ -267,12 +267,12 @@ async fn a_lab_technician_registers_scans_receives_and_rejects_a_tube() -> TestR
 
 async fn scenario(b: &Browser, base: &str) -> TestResult {
     // The stylesheet loads under the Content-Security-Policy (styles live in
-    // /static/app.css, none inline): the header is laid out as a row, the dead-letter
-    // page's re-process form keeps its spacing.
-    b.goto(&format!("{base}/dead-letters")).await?;
+    // /static/app.css, none inline): the header is laid out as a row, and the notice
+    // of a search that found nothing keeps its spacing.
+    b.goto(&format!("{base}/samples?q=NOTHING-LIKE-IT")).await?;
     assert_eq!(b.css_value("header", "display").await?, "flex");
     assert_eq!(
-        b.css_value("form.spaced", "margin-top").await?,
+        b.css_value(".banner.info.gap-above", "margin-top").await?,
         "16px",
         "1rem"
     );

@@ -947,6 +947,34 @@ async fn every_response_carries_the_security_headers_and_pages_have_no_inline_st
         assert!(link.starts_with("/static/app.css?v="), "{path}: {page}");
         stylesheet = Some(link);
     }
+    // Templates not rendered above (the dead-letter page needs Kafka) are checked as
+    // written.
+    let mut templates = vec![std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/templates"
+    ))];
+    let mut checked = 0;
+    while let Some(path) = templates.pop() {
+        if path.is_dir() {
+            templates.extend(
+                std::fs::read_dir(&path)?
+                    .map(|e| e.map(|e| e.path()))
+                    .collect::<Result<Vec<_>, _>>()?,
+            );
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)?.to_ascii_lowercase();
+        for forbidden in ["style=", "<style", "<script", " onclick=", " onload="] {
+            assert!(
+                !text.contains(forbidden),
+                "{} has {forbidden}",
+                path.display()
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 6, "{checked} templates");
+
     // A form re-shown with errors, and a refused action, are pages too.
     let response = app
         .client
