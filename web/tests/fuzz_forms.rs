@@ -379,7 +379,7 @@ impl Rng {
 
 fn values() -> Vec<String> {
     let mut values = fixed_values();
-    let mut rng = Rng(0x7ac5_e9_2026);
+    let mut rng = Rng(0x007a_c5e9_2026);
     values.extend((0..40).map(|_| rng.hostile()));
     values
 }
