@@ -22,7 +22,7 @@ use tower_http::trace::TraceLayer;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Every route, and the layers every response passes through (outermost last): the
+/// Every route, and the layers every response passes through (outermost first): the
 /// request-id, tracing, the security headers, messages for bare refusals, the request
 /// timeout (a bare 503), the body limit (413) and a handler's panic (a bare 500).
 pub fn router(state: AppState, limits: Limits) -> Router {
