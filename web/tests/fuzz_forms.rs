@@ -26,6 +26,8 @@ struct TestApp {
     sent: usize,
     /// How many hostile inputs were echoed back (escaped) in a page.
     echoed: usize,
+    /// How often each status was answered.
+    statuses: std::collections::BTreeMap<u16, usize>,
     serial: u64,
 }
 
@@ -50,6 +52,7 @@ impl TestApp {
             findings: Vec::new(),
             sent: 0,
             echoed: 0,
+            statuses: std::collections::BTreeMap::new(),
             serial: 0,
         })
     }
@@ -81,6 +84,7 @@ impl TestApp {
         let response = request.send().await?;
         self.sent += 1;
         let status = response.status();
+        *self.statuses.entry(status.as_u16()).or_default() += 1;
         let location = response
             .headers()
             .get("location")
@@ -179,8 +183,9 @@ impl TestApp {
 
     fn report(&self) -> TestResult {
         eprintln!(
-            "{} requests, {} hostile inputs seen escaped in a page, {} problem(s)",
+            "{} requests (by status {:?}), {} hostile inputs seen escaped in a page, {} problem(s)",
             self.sent,
+            self.statuses,
             self.echoed,
             self.findings.len()
         );
