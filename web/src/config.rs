@@ -97,6 +97,12 @@ pub struct Settings {
     /// `TRACSEQ_RETAIN_COMMANDS_DAYS` (default 7, 0 = keep forever): the idempotency
     /// window; an `Idempotency-Key` repeated after it counts as a new command
     pub retain_commands_days: u32,
+    /// `TRACSEQ_BODY_LIMIT_BYTES` (default 65536): the largest request body accepted, form
+    /// or JSON; a larger one is refused with 413 before it is read
+    pub body_limit_bytes: usize,
+    /// `TRACSEQ_REQUEST_TIMEOUT_MS` (default 30000): a request still unanswered after this
+    /// long is stopped and answered 503
+    pub request_timeout_ms: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +139,19 @@ impl Settings {
                     value,
                 }),
             }
+        }
+        fn positive<T: PartialEq + Default + fmt::Display>(
+            value: T,
+            name: &'static str,
+        ) -> Result<T, ConfigError> {
+            if value == T::default() {
+                return Err(ConfigError {
+                    name,
+                    value: value.to_string(),
+                    reason: "must be more than 0".into(),
+                });
+            }
+            Ok(value)
         }
         let database_url =
             lookup("DATABASE_URL").unwrap_or_else(|| Self::DEFAULT_DATABASE_URL.to_owned());
@@ -200,6 +219,14 @@ impl Settings {
             retain_outbox_days: parse(&lookup, "TRACSEQ_RETAIN_OUTBOX_DAYS", 7)?,
             retain_processed_days: parse(&lookup, "TRACSEQ_RETAIN_PROCESSED_DAYS", 30)?,
             retain_commands_days: parse(&lookup, "TRACSEQ_RETAIN_COMMANDS_DAYS", 7)?,
+            body_limit_bytes: positive(
+                parse(&lookup, "TRACSEQ_BODY_LIMIT_BYTES", 65_536)?,
+                "TRACSEQ_BODY_LIMIT_BYTES",
+            )?,
+            request_timeout_ms: positive(
+                parse(&lookup, "TRACSEQ_REQUEST_TIMEOUT_MS", 30_000)?,
+                "TRACSEQ_REQUEST_TIMEOUT_MS",
+            )?,
             relay_in_process: match lookup("TRACSEQ_RELAY").as_deref().map(str::trim) {
                 None | Some("") | Some("on") => true,
                 Some("off") => false,
@@ -300,6 +327,24 @@ mod tests {
         ] {
             let err = settings(&[(name, bad)]).expect_err("invalid");
             assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn request_limits_default_to_64_kib_and_30_s_and_cannot_be_zero() {
+        let s = settings(&[]).expect("defaults");
+        assert_eq!((s.body_limit_bytes, s.request_timeout_ms), (65_536, 30_000));
+        let s = settings(&[
+            ("TRACSEQ_BODY_LIMIT_BYTES", "1048576"),
+            ("TRACSEQ_REQUEST_TIMEOUT_MS", "500"),
+        ])
+        .expect("valid");
+        assert_eq!((s.body_limit_bytes, s.request_timeout_ms), (1_048_576, 500));
+        for name in ["TRACSEQ_BODY_LIMIT_BYTES", "TRACSEQ_REQUEST_TIMEOUT_MS"] {
+            for bad in ["0", "-1", "lots"] {
+                let err = settings(&[(name, bad)]).expect_err("invalid");
+                assert!(err.to_string().contains(name), "{err}");
+            }
         }
     }
 

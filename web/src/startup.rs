@@ -144,13 +144,16 @@ impl Application {
             Duration::from_millis(settings.read_your_writes_ms),
             CommandMetrics::new(&metrics.registry)?,
         );
-        let router = routes::router(AppState {
-            samples,
-            read_side,
-            metrics,
-            board,
-            stuck_after: Duration::from_secs(settings.stuck_after_s.max(1)),
-        });
+        let router = routes::router(
+            AppState {
+                samples,
+                read_side,
+                metrics,
+                board,
+                stuck_after: Duration::from_secs(settings.stuck_after_s.max(1)),
+            },
+            routes::edge::Limits::from_settings(settings),
+        );
         let listener = TcpListener::bind(settings.listen).await?;
         let port = listener.local_addr()?.port();
         Ok(Self {

@@ -175,6 +175,21 @@ impl Browser {
             .to_owned())
     }
 
+    /// The computed value of a CSS property of the first element matching `css`.
+    async fn css_value(&self, css: &str, property: &str) -> Result<String, BoxError> {
+        let id = self.find(css).await?;
+        Ok(self
+            .call(
+                reqwest::Method::GET,
+                &format!("/element/{id}/css/{property}"),
+                None,
+            )
+            .await?
+            .as_str()
+            .unwrap_or_default()
+            .to_owned())
+    }
+
     async fn focused_id(&self) -> Result<String, BoxError> {
         let active = self
             .call(reqwest::Method::GET, "/element/active", None)
@@ -251,6 +266,17 @@ async fn a_lab_technician_registers_scans_receives_and_rejects_a_tube() -> TestR
 }
 
 async fn scenario(b: &Browser, base: &str) -> TestResult {
+    // The stylesheet loads under the Content-Security-Policy (styles live in
+    // /static/app.css, none inline): the header is laid out as a row, and the notice
+    // of a search that found nothing keeps its spacing.
+    b.goto(&format!("{base}/samples?q=NOTHING-LIKE-IT")).await?;
+    assert_eq!(b.css_value("header", "display").await?, "flex");
+    assert_eq!(
+        b.css_value(".banner.info.gap-above", "margin-top").await?,
+        "16px",
+        "1rem"
+    );
+
     // A mistake first: the form says what is wrong beside the field and keeps the input.
     b.goto(&format!("{base}/samples/new")).await?;
     assert_eq!(

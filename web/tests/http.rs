@@ -850,3 +850,352 @@ async fn metrics_show_the_oldest_open_transaction_without_a_relay() -> TestResul
     );
     Ok(())
 }
+
+const SECURITY_HEADERS: [(&str, &str); 4] = [
+    (
+        "content-security-policy",
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    ),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "same-origin"),
+    ("x-frame-options", "DENY"),
+];
+
+fn assert_security_headers(what: &str, response: &reqwest::Response) {
+    for (name, value) in SECURITY_HEADERS {
+        assert_eq!(
+            response.headers().get(name).and_then(|v| v.to_str().ok()),
+            Some(value),
+            "{what}: {name} ({} {:?})",
+            response.status(),
+            response.headers()
+        );
+    }
+}
+
+/// Sends `head` and a chunked `body` over a raw connection (no Content-Length, so only
+/// reading the body can find it too large) and returns the whole answer.
+async fn raw_chunked(app: &TestApp, head: &str, body: Vec<u8>) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let address = app.base.trim_start_matches("http://").to_owned();
+    let head = head.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(address)?;
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(20)))?;
+        write!(
+            stream,
+            "{head}\r\nHost: test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        )?;
+        for chunk in body.chunks(4096) {
+            write!(stream, "{:x}\r\n", chunk.len())?;
+            stream.write_all(chunk)?;
+            stream.write_all(b"\r\n")?;
+        }
+        stream.write_all(b"0\r\n\r\n")?;
+        let mut answer = Vec::new();
+        // The server may answer and close before reading everything: keep what came.
+        let _ = stream.read_to_end(&mut answer);
+        Ok(String::from_utf8_lossy(&answer).into_owned())
+    })
+    .await?
+}
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers_and_pages_have_no_inline_style() -> TestResult
+{
+    let app = TestApp::spawn().await?;
+    let created: Value = app
+        .api_register(json!({"barcode": "HDR-1", "sample_type": "dna", "volume_ul": 4, "temperature_zone": "-80", "collected_by": "<b>Dr Who</b>"}))
+        .await?
+        .json()
+        .await?;
+    let id = created["sample_id"].as_str().unwrap_or_default().to_owned();
+    let nil = uuid::Uuid::nil();
+
+    // Pages, including error pages: headers, no inline style or script, the stylesheet.
+    let pages = [
+        "/samples".to_owned(),
+        "/samples?q=HDR".to_owned(),
+        "/samples?q=NOTHING-LIKE-IT".to_owned(),
+        "/samples/new".to_owned(),
+        format!("/samples/{id}"),
+        format!("/samples/{nil}"),
+        "/samples/not-an-id".to_owned(),
+        "/dead-letters".to_owned(),
+        "/no/such/page".to_owned(),
+    ];
+    let mut stylesheet = None;
+    for path in &pages {
+        let response = app.client.get(app.url(path)).send().await?;
+        assert_security_headers(path, &response);
+        let page = response.text().await?;
+        assert!(
+            !page.contains("style="),
+            "{path} keeps an inline style: {page}"
+        );
+        assert!(
+            !page.contains("<style"),
+            "{path} keeps a <style> block: {page}"
+        );
+        assert!(!page.contains("<script"), "{path} has a script: {page}");
+        let link = page
+            .split("<link rel=\"stylesheet\" href=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(link.starts_with("/static/app.css?v="), "{path}: {page}");
+        stylesheet = Some(link);
+    }
+    // Templates not rendered above (the dead-letter page needs Kafka) are checked as
+    // written.
+    let mut templates = vec![std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/templates"
+    ))];
+    let mut checked = 0;
+    while let Some(path) = templates.pop() {
+        if path.is_dir() {
+            templates.extend(
+                std::fs::read_dir(&path)?
+                    .map(|e| e.map(|e| e.path()))
+                    .collect::<Result<Vec<_>, _>>()?,
+            );
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)?.to_ascii_lowercase();
+        for forbidden in ["style=", "<style", "<script", " onclick=", " onload="] {
+            assert!(
+                !text.contains(forbidden),
+                "{} has {forbidden}",
+                path.display()
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 6, "{checked} templates");
+
+    // A form re-shown with errors, and a refused action, are pages too.
+    let response = app
+        .client
+        .post(app.url("/samples"))
+        .form(&[("barcode", "bad barcode"), ("operator", "Ana")])
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_security_headers("register with errors", &response);
+    assert!(!response.text().await?.contains("style="));
+    let response = app
+        .client
+        .post(app.url(&format!("/samples/{id}/validate")))
+        .form(&[("operator", "Ana")])
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    assert_security_headers("refused action", &response);
+    assert!(!response.text().await?.contains("style="));
+    // A successful form post (a redirect).
+    let response = app
+        .client
+        .post(app.url(&format!("/samples/{id}/receive")))
+        .form(&[("operator", "Ana")])
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_security_headers("redirect", &response);
+
+    // The stylesheet itself: CSS, cached for long, and it carries what the pages need.
+    let stylesheet = stylesheet.unwrap_or_default();
+    let response = app.client.get(app.url(&stylesheet)).send().await?;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_security_headers("stylesheet", &response);
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(header("content-type").starts_with("text/css"));
+    assert!(header("cache-control").contains("max-age=31536000"));
+    let css = response.text().await?;
+    for rule in [".banner.bad", ".spaced", ".gap-above", "dl.facts"] {
+        assert!(css.contains(rule), "stylesheet lacks {rule}");
+    }
+
+    // The API, health, metrics, and the framework's own refusals.
+    let api_calls = [
+        app.client.get(app.url("/api/samples")),
+        app.client.get(app.url(&format!("/api/samples/{id}"))),
+        app.client.get(app.url(&format!("/api/samples/{nil}"))),
+        app.client.get(app.url("/api/samples?status=molten")),
+        app.client
+            .post(app.url("/api/samples"))
+            .header("content-type", "application/json")
+            .body("{not json"),
+        app.client.get(app.url("/health/live")),
+        app.client.get(app.url("/health/ready")),
+        app.client.get(app.url("/health/startup")),
+        app.client.get(app.url("/metrics")),
+        app.client.delete(app.url("/api/samples")),
+        app.client.put(app.url("/samples")),
+    ];
+    for call in api_calls {
+        let response = call.send().await?;
+        let what = format!("{} {}", response.url().path(), response.status());
+        assert_security_headers(&what, &response);
+        if response.status().is_client_error() {
+            assert!(
+                !response.text().await?.trim().is_empty(),
+                "{what}: no message"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_a_413_with_a_message_and_changes_nothing() -> TestResult {
+    let app = TestApp::spawn_with(&[("TRACSEQ_BODY_LIMIT_BYTES", "4096")]).await?;
+    let created: Value = app
+        .api_register(json!({"sample_type": "dna", "volume_ul": 4, "temperature_zone": "-80"}))
+        .await?
+        .json()
+        .await?;
+    let id = created["sample_id"].as_str().unwrap_or_default().to_owned();
+    let before = app.events().await?;
+    let long = "x".repeat(5000);
+
+    // With a Content-Length: refused before the body is read.
+    let r = app
+        .client
+        .post(app.url("/samples"))
+        .form(&[("operator", "Ana"), ("patient", &long)])
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_security_headers("form 413", &r);
+    assert!(
+        r.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .starts_with("text/html")
+    );
+    let page = r.text().await?;
+    assert!(page.contains("larger than the 4 KiB"), "{page}");
+    let r = app
+        .client
+        .post(app.url("/api/samples"))
+        .json(&json!({"sample_type": "dna", "volume_ul": 4, "temperature_zone": "-80", "patient": long}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_security_headers("api 413", &r);
+    let body: Value = r.json().await?;
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("larger than the 4 KiB"),
+        "{body}"
+    );
+
+    // Chunked, so only reading finds it too large: form, JSON and raw-bytes handlers.
+    for (head, body) in [
+        (
+            "POST /samples HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded"
+                .to_owned(),
+            format!("operator=Ana&sample_type=DNA&volume_ul=1&temperature_zone=MINUS_80&patient={long}"),
+        ),
+        (
+            "POST /api/samples HTTP/1.1\r\nContent-Type: application/json".to_owned(),
+            json!({"sample_type": "dna", "volume_ul": 4, "temperature_zone": "-80", "patient": long})
+                .to_string(),
+        ),
+        (
+            format!("POST /api/samples/{id}/receive HTTP/1.1\r\nContent-Type: application/json"),
+            json!({ "notes": long }).to_string(),
+        ),
+        (
+            format!(
+                "POST /samples/{id}/receive HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded"
+            ),
+            format!("operator=Ana&notes={long}"),
+        ),
+    ] {
+        let answer = raw_chunked(&app, &head, body.into_bytes()).await?;
+        assert!(answer.starts_with("HTTP/1.1 413"), "{head}: {answer}");
+        assert!(answer.contains("larger than the 4 KiB"), "{head}: {answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("content-security-policy: default-src 'none'"),
+            "{head}: {answer}"
+        );
+    }
+    assert_eq!(app.events().await?, before, "nothing appended");
+
+    // A body within the limit is fine.
+    let r = app
+        .client
+        .post(app.url(&format!("/api/samples/{id}/receive")))
+        .json(&json!({ "notes": "y".repeat(500) }))
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::OK);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_request_running_over_the_timeout_is_a_503_with_a_message() -> TestResult {
+    // A page asked to wait for a version that never comes waits the read-your-writes
+    // time (10 s), far past the 500 ms request timeout.
+    let app = TestApp::spawn_with(&[
+        ("TRACSEQ_REQUEST_TIMEOUT_MS", "500"),
+        ("TRACSEQ_READ_YOUR_WRITES_MS", "10000"),
+    ])
+    .await?;
+    let r = app
+        .client
+        .post(app.url("/api/samples"))
+        .json(&json!({"sample_type": "dna", "volume_ul": 4, "temperature_zone": "-80"}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let id = r.json::<Value>().await?["sample_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+
+    let started = std::time::Instant::now();
+    let r = app
+        .client
+        .get(app.url(&format!("/samples/{id}?v=99")))
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_security_headers("timed-out page", &r);
+    let page = r.text().await?;
+    assert!(
+        page.contains("did not finish this request within 0.5 s"),
+        "{page}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+
+    let r = app
+        .client
+        .get(app.url(&format!("/api/samples/{id}?min_version=99")))
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_security_headers("timed-out API call", &r);
+    let body: Value = r.json().await?;
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("did not finish"),
+        "{body}"
+    );
+    Ok(())
+}

@@ -29,6 +29,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             Err(JsonRejection::MissingJsonContentType(_)) => Err(AppError::BadRequest(
                 "send the body as JSON with 'Content-Type: application/json'".into(),
             )),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(AppError::TooLarge(rejection.body_text()))
+            }
             Err(rejection) => Err(AppError::BadRequest(format!(
                 "request body is not valid: {}",
                 rejection.body_text().trim_start_matches(

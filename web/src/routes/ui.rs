@@ -50,15 +50,18 @@ struct ErrorPage<'a> {
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         self.0.log();
-        let status = self.0.status();
-        let message = self.0.public_message();
-        let page = ErrorPage {
-            title: status.canonical_reason().unwrap_or("Error"),
-            message: &message,
-            operator: "",
-        };
-        render(status, &page)
+        error_page(self.0.status(), &self.0.public_message())
     }
+}
+
+/// A page saying what went wrong, with `status`.
+pub fn error_page(status: StatusCode, message: &str) -> Response {
+    let page = ErrorPage {
+        title: status.canonical_reason().unwrap_or("Error"),
+        message,
+        operator: "",
+    };
+    render(status, &page)
 }
 
 fn render(status: StatusCode, page: &impl Template) -> Response {
