@@ -1,56 +1,13 @@
 //! The schema registry over HTTP, against a fresh PostgreSQL database, as Confluent
 //! clients call it.
 
+mod support;
+
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use support::registry_client::Registry;
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
-
-struct Registry {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Registry {
-    async fn start() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let (pool, _) = event_sourcing::testkit::fresh_database(5).await?;
-        Ok(Self {
-            base: kafka::testkit::registry(pool).await?,
-            http: reqwest::Client::new(),
-        })
-    }
-
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<(StatusCode, Value), reqwest::Error> {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .header("content-type", "application/vnd.schemaregistry.v1+json");
-        if let Some(body) = body {
-            request = request.body(body.to_string());
-        }
-        let response = request.send().await?;
-        let status = response.status();
-        Ok((status, response.json().await.unwrap_or(Value::Null)))
-    }
-
-    async fn register(
-        &self,
-        subject: &str,
-        schema: &str,
-    ) -> Result<(StatusCode, Value), reqwest::Error> {
-        self.call(
-            reqwest::Method::POST,
-            &format!("/subjects/{subject}/versions"),
-            Some(json!({ "schema": schema })),
-        )
-        .await
-    }
-}
 
 fn record(fields: &str) -> String {
     format!(r#"{{"type":"record","name":"Tube","namespace":"org.example","fields":[{fields}]}}"#)
@@ -240,25 +197,25 @@ async fn compatibility_levels_are_configured_globally_and_per_subject() -> TestR
 #[tokio::test]
 async fn errors_carry_confluent_codes() -> TestResult {
     let r = Registry::start().await?;
-    let expect = |(status, body): (StatusCode, Value), want_status: u16, want_code: i64| {
-        assert_eq!(status.as_u16(), want_status, "{body}");
+    let expect = |(status, body): (u16, Value), want_status: u16, want_code: i64| {
+        assert_eq!(status, want_status, "{body}");
         assert_eq!(body["error_code"], want_code, "{body}");
         assert!(body["message"].is_string());
     };
     expect(
-        r.call(reqwest::Method::GET, "/subjects/nope/versions", None)
+        r.send(reqwest::Method::GET, "/subjects/nope/versions", None)
             .await?,
         404,
         40401,
     );
     expect(
-        r.call(reqwest::Method::GET, "/subjects/nope/versions/latest", None)
+        r.send(reqwest::Method::GET, "/subjects/nope/versions/latest", None)
             .await?,
         404,
         40401,
     );
     expect(
-        r.call(reqwest::Method::GET, "/schemas/ids/999", None)
+        r.send(reqwest::Method::GET, "/schemas/ids/999", None)
             .await?,
         404,
         40403,
@@ -272,7 +229,7 @@ async fn errors_carry_confluent_codes() -> TestResult {
     r.register("tubes-value", &record(r#"{"name":"a","type":"string"}"#))
         .await?;
     expect(
-        r.call(
+        r.send(
             reqwest::Method::GET,
             "/subjects/tubes-value/versions/7",
             None,
@@ -282,7 +239,7 @@ async fn errors_carry_confluent_codes() -> TestResult {
         40402,
     );
     expect(
-        r.call(
+        r.send(
             reqwest::Method::GET,
             "/subjects/tubes-value/versions/zero",
             None,

@@ -11,138 +11,12 @@
 //! not compatible with each other); the ports of it do the same. Where Confluent and
 //! Karapace disagree, these follow Confluent, and say so.
 
-use reqwest::Method;
+mod support;
+
 use serde_json::{Value, json};
+use support::registry_client::{Answer, Registry};
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
-type Answer = (u16, Value);
-
-struct Registry {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Registry {
-    async fn start() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let (pool, _) = event_sourcing::testkit::fresh_database(5).await?;
-        Ok(Self {
-            base: kafka::testkit::registry(pool).await?,
-            http: reqwest::Client::new(),
-        })
-    }
-
-    /// A registry whose global level is NONE, as in Confluent's `RestApiTest`.
-    async fn start_none() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let r = Self::start().await?;
-        let (status, _) = r.put("/config", json!({ "compatibility": "NONE" })).await?;
-        assert_eq!(status, 200);
-        Ok(r)
-    }
-
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<Answer, reqwest::Error> {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .header("content-type", "application/vnd.schemaregistry.v1+json");
-        if let Some(body) = body {
-            request = request.body(body.to_string());
-        }
-        let response = request.send().await?;
-        let status = response.status().as_u16();
-        Ok((status, response.json().await.unwrap_or(Value::Null)))
-    }
-
-    async fn get(&self, path: &str) -> Result<Answer, reqwest::Error> {
-        self.send(Method::GET, path, None).await
-    }
-
-    async fn delete(&self, path: &str) -> Result<Answer, reqwest::Error> {
-        self.send(Method::DELETE, path, None).await
-    }
-
-    async fn put(&self, path: &str, body: Value) -> Result<Answer, reqwest::Error> {
-        self.send(Method::PUT, path, Some(body)).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Result<Answer, reqwest::Error> {
-        self.send(Method::POST, path, Some(body)).await
-    }
-
-    async fn register(&self, subject: &str, schema: &str) -> Result<Answer, reqwest::Error> {
-        self.post(
-            &format!("/subjects/{subject}/versions"),
-            json!({ "schema": schema }),
-        )
-        .await
-    }
-
-    /// Registers and returns the id, failing the test on anything but 200.
-    async fn id(
-        &self,
-        subject: &str,
-        schema: &str,
-    ) -> Result<i64, Box<dyn std::error::Error + Send + Sync>> {
-        let (status, body) = self.register(subject, schema).await?;
-        assert_eq!(status, 200, "registering under {subject}: {body}");
-        Ok(body["id"].as_i64().ok_or("no id")?)
-    }
-
-    async fn lookup(
-        &self,
-        subject: &str,
-        schema: &str,
-        deleted: bool,
-    ) -> Result<Answer, reqwest::Error> {
-        self.post(
-            &format!("/subjects/{subject}?deleted={deleted}"),
-            json!({ "schema": schema }),
-        )
-        .await
-    }
-
-    async fn compatible(
-        &self,
-        subject: &str,
-        version: Option<&str>,
-        schema: &str,
-    ) -> Result<Answer, reqwest::Error> {
-        let path = match version {
-            Some(v) => format!("/compatibility/subjects/{subject}/versions/{v}?verbose=true"),
-            None => format!("/compatibility/subjects/{subject}/versions?verbose=true"),
-        };
-        self.post(&path, json!({ "schema": schema })).await
-    }
-
-    /// GET with raw headers, returning the status, the Content-Type and the body.
-    async fn get_with(
-        &self,
-        path: &str,
-        headers: &[(&str, &str)],
-    ) -> Result<(u16, String, Value), reqwest::Error> {
-        let mut request = self.http.get(format!("{}{path}", self.base));
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let response = request.send().await?;
-        let status = response.status().as_u16();
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        Ok((
-            status,
-            content_type,
-            response.json().await.unwrap_or(Value::Null),
-        ))
-    }
-}
 
 /// Asserts a Confluent error answer: HTTP status and `error_code`, with a message.
 #[track_caller]
@@ -1560,10 +1434,7 @@ async fn schemas_stored_under_the_old_identity_keep_their_ids() -> TestResult {
     .bind(id)
     .execute(&pool)
     .await?;
-    let r = Registry {
-        base: kafka::testkit::registry(pool).await?,
-        http: reqwest::Client::new(),
-    };
+    let r = Registry::at(kafka::testkit::registry(pool).await?);
     let (status, body) = r
         .post("/subjects/old-value/versions", json!({ "schema": text }))
         .await?;

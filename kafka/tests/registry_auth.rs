@@ -3,66 +3,18 @@
 //! the registry holds (registering, config, mode, deletes) needs `Authorization: Bearer
 //! <token>`, a refused one changes nothing, and reads stay open.
 
+mod support;
+
 use reqwest::Method;
 use serde_json::{Value, json};
+use support::registry_client::Registry;
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
-type Answer = (u16, Value);
 
 const TOKEN: &str = "a-long-random-registry-token-0123456789";
 
 const V1: &str = r#"{"type":"record","name":"Tube","namespace":"org.example","fields":[{"name":"barcode","type":"string"}]}"#;
 const V2: &str = r#"{"type":"record","name":"Tube","namespace":"org.example","fields":[{"name":"barcode","type":"string"},{"name":"volume","type":"long","default":0}]}"#;
-
-struct Registry {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Registry {
-    async fn open() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let (pool, _) = event_sourcing::testkit::fresh_database(5).await?;
-        Ok(Self {
-            base: kafka::testkit::registry(pool).await?,
-            http: reqwest::Client::new(),
-        })
-    }
-
-    async fn with_token() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let (pool, _) = event_sourcing::testkit::fresh_database(5).await?;
-        Ok(Self {
-            base: kafka::testkit::registry_with_token(pool, TOKEN).await?,
-            http: reqwest::Client::new(),
-        })
-    }
-
-    /// `authorization` is the whole header value, if any.
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-        authorization: Option<&str>,
-    ) -> Result<Answer, reqwest::Error> {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .header("content-type", "application/vnd.schemaregistry.v1+json");
-        if let Some(value) = authorization {
-            request = request.header("authorization", value);
-        }
-        if let Some(body) = body {
-            request = request.body(body.to_string());
-        }
-        let response = request.send().await?;
-        let status = response.status().as_u16();
-        Ok((status, response.json().await.unwrap_or(Value::Null)))
-    }
-
-    async fn get(&self, path: &str) -> Result<Answer, reqwest::Error> {
-        self.send(Method::GET, path, None, None).await
-    }
-}
 
 fn bearer(token: &str) -> String {
     format!("Bearer {token}")
@@ -122,9 +74,9 @@ async fn state(registry: &Registry) -> Result<Value, Box<dyn std::error::Error +
 
 #[tokio::test]
 async fn without_a_token_configured_the_registry_is_open_as_before() -> TestResult {
-    let registry = Registry::open().await?;
+    let registry = Registry::start().await?;
     let (status, body) = registry
-        .send(
+        .send_as(
             Method::POST,
             "/subjects/tubes-value/versions",
             Some(json!({ "schema": V1 })),
@@ -133,7 +85,7 @@ async fn without_a_token_configured_the_registry_is_open_as_before() -> TestResu
         .await?;
     assert_eq!(status, 200, "{body}");
     for (method, path, body) in mutations() {
-        let (status, answer) = registry.send(method.clone(), path, body, None).await?;
+        let (status, answer) = registry.send_as(method.clone(), path, body, None).await?;
         assert_eq!(status, 200, "{method} {path}: {answer}");
     }
     Ok(())
@@ -141,9 +93,9 @@ async fn without_a_token_configured_the_registry_is_open_as_before() -> TestResu
 
 #[tokio::test]
 async fn changes_without_the_token_are_refused_and_change_nothing() -> TestResult {
-    let registry = Registry::with_token().await?;
+    let registry = Registry::start_with_token(TOKEN).await?;
     let (status, body) = registry
-        .send(
+        .send_as(
             Method::POST,
             "/subjects/tubes-value/versions",
             Some(json!({ "schema": V1 })),
@@ -169,7 +121,7 @@ async fn changes_without_the_token_are_refused_and_change_nothing() -> TestResul
     for (method, path, body) in mutations() {
         for authorization in refused_headers {
             let (status, answer) = registry
-                .send(method.clone(), path, body.clone(), authorization)
+                .send_as(method.clone(), path, body.clone(), authorization)
                 .await?;
             assert_eq!(
                 status, 401,
@@ -200,7 +152,7 @@ async fn changes_without_the_token_are_refused_and_change_nothing() -> TestResul
             format!("bearer {TOKEN}")
         };
         let (status, answer) = registry
-            .send(method.clone(), path, body, Some(&header))
+            .send_as(method.clone(), path, body, Some(&header))
             .await?;
         assert_eq!(status, 200, "{method} {path}: {answer}");
     }
@@ -215,9 +167,9 @@ async fn changes_without_the_token_are_refused_and_change_nothing() -> TestResul
 
 #[tokio::test]
 async fn reads_lookups_and_compatibility_checks_stay_open() -> TestResult {
-    let registry = Registry::with_token().await?;
+    let registry = Registry::start_with_token(TOKEN).await?;
     let (status, body) = registry
-        .send(
+        .send_as(
             Method::POST,
             "/subjects/tubes-value/versions",
             Some(json!({ "schema": V1 })),
@@ -243,7 +195,7 @@ async fn reads_lookups_and_compatibility_checks_stay_open() -> TestResult {
         assert_eq!(status, 200, "GET {path}: {answer}");
     }
     let (status, answer) = registry
-        .send(
+        .send_as(
             Method::POST,
             "/subjects/tubes-value",
             Some(json!({ "schema": V1 })),
@@ -252,7 +204,7 @@ async fn reads_lookups_and_compatibility_checks_stay_open() -> TestResult {
         .await?;
     assert_eq!((status, &answer["id"]), (200, &json!(id)), "{answer}");
     let (status, answer) = registry
-        .send(
+        .send_as(
             Method::POST,
             "/compatibility/subjects/tubes-value/versions/latest",
             Some(json!({ "schema": V2 })),

@@ -2,6 +2,7 @@
 
 #![allow(unused_imports, dead_code)]
 
+pub mod registry_client;
 pub mod widget;
 
 pub use kafka::testkit::*;
