@@ -6,12 +6,12 @@
 //! a success) must be HTML-escaped. The inputs are a fixed list plus a seeded generator,
 //! so a failure repeats exactly; every problem is collected and reported together.
 
-use reqwest::redirect::Policy;
+mod support;
+
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
-use web::{Application, Settings};
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 type AnyError = Box<dyn std::error::Error + Send + Sync>;
@@ -33,18 +33,7 @@ struct TestApp {
 
 impl TestApp {
     async fn spawn() -> Result<Self, AnyError> {
-        let (pool, _) = event_sourcing::testkit::fresh_database(10).await?;
-        let settings = Settings::from_lookup(|name| match name {
-            "TRACSEQ_LISTEN" => Some("127.0.0.1:0".into()),
-            _ => None,
-        })?;
-        let app = Application::with_pool(pool.clone(), &settings).await?;
-        let base = format!("http://127.0.0.1:{}", app.port());
-        tokio::spawn(app.run_until_stopped());
-        let client = reqwest::Client::builder()
-            .redirect(Policy::none())
-            .cookie_store(true)
-            .build()?;
+        let support::TestApp { base, pool, client } = support::TestApp::spawn().await?;
         Ok(Self {
             base,
             pool,

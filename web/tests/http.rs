@@ -1,60 +1,14 @@
 //! The HTTP edge through the real router, a real listener and a real database.
 
+mod support;
+
 use reqwest::StatusCode;
-use reqwest::redirect::Policy;
 use serde_json::{Value, json};
-use sqlx::PgPool;
-use web::{Application, Settings};
+use support::TestApp;
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
-struct TestApp {
-    base: String,
-    pool: PgPool,
-    /// Does not follow redirects, so tests see the 303s themselves.
-    client: reqwest::Client,
-}
-
 impl TestApp {
-    async fn spawn() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        Self::spawn_with(&[]).await
-    }
-
-    async fn spawn_with(
-        extra: &[(&str, &str)],
-    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let (pool, _) = event_sourcing::testkit::fresh_database(10).await?;
-        let extra: Vec<(String, String)> = extra
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        let settings = Settings::from_lookup(|name| match name {
-            "TRACSEQ_LISTEN" => Some("127.0.0.1:0".into()),
-            other => extra
-                .iter()
-                .find(|(k, _)| k == other)
-                .map(|(_, v)| v.clone()),
-        })?;
-        let app = Application::with_pool(pool.clone(), &settings).await?;
-        let base = format!("http://127.0.0.1:{}", app.port());
-        tokio::spawn(app.run_until_stopped());
-        let client = reqwest::Client::builder()
-            .redirect(Policy::none())
-            .cookie_store(true)
-            .build()?;
-        Ok(Self { base, pool, client })
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn events(&self) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar("SELECT count(*) FROM events")
-            .fetch_one(&self.pool)
-            .await
-    }
-
     /// Registers through the API, asking for the sample as it then stands.
     async fn api_register(&self, body: Value) -> Result<reqwest::Response, reqwest::Error> {
         self.client
