@@ -244,8 +244,8 @@ fn parse_schema(text: &str) -> Result<Schema, RegistryError> {
 /// What makes two registered schemas the same schema: the full text without whitespace
 /// (see [`super::canonical::identity`]); defaults, doc, aliases, logical types and custom
 /// properties count, as in Confluent's registry.
+/// The caller has parsed the text as a schema first (an invalid schema has no identity).
 fn identity(schema_text: &str) -> Result<String, RegistryError> {
-    parse_schema(schema_text)?;
     super::canonical::identity(schema_text).map_err(RegistryError::InvalidSchema)
 }
 
@@ -293,7 +293,7 @@ impl RegistryStore {
         .await?;
         let mut upgraded = 0;
         for (id, text) in old {
-            let identity = match identity(&text) {
+            let identity = match parse_schema(&text).and_then(|_| identity(&text)) {
                 Ok(identity) => identity,
                 Err(error) => {
                     // Stays readable by id; only finding it again by its text is lost.
@@ -577,6 +577,7 @@ impl RegistryStore {
             Visibility::Live
         };
         self.require_subject(subject, visibility).await?;
+        parse_schema(schema)?;
         let identity = identity(schema)?;
         let row: Option<(i32, i32, String, bool)> = sqlx::query_as(&format!(
             "SELECT s.id, v.version, s.schema, v.deleted FROM schema_registry_versions v \

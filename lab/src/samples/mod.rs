@@ -257,10 +257,8 @@ impl SampleService {
         input: &RegisterInput,
         context: &CommandContext,
     ) -> Result<CommandOutcome, Error> {
-        let started = Instant::now();
-        let result = self.register_sample(input, context).await;
-        self.count_command("RegisterSample", &result, started);
-        result
+        self.command("RegisterSample", self.register_sample(input, context))
+            .await
     }
 
     async fn register_sample(
@@ -313,21 +311,22 @@ impl SampleService {
         expected: ExpectedVersion,
         context: &CommandContext,
     ) -> Result<CommandOutcome, Error> {
-        let started = Instant::now();
-        let result = self
-            .act_on_sample(id, action, text, expected, context)
-            .await;
-        self.count_command(action.command_name(), &result, started);
-        result
+        self.command(
+            action.command_name(),
+            self.act_on_sample(id, action, text, expected, context),
+        )
+        .await
     }
 
-    fn count_command(
+    /// Runs a command, counting its outcome and timing it.
+    async fn command(
         &self,
         command: &str,
-        result: &Result<CommandOutcome, Error>,
-        started: Instant,
-    ) {
-        let outcome = match result {
+        run: impl std::future::Future<Output = Result<CommandOutcome, Error>>,
+    ) -> Result<CommandOutcome, Error> {
+        let started = Instant::now();
+        let result = run.await;
+        let outcome = match &result {
             Ok(o) if o.duplicate => "duplicate",
             Ok(_) => "ok",
             Err(e) => e.outcome(),
@@ -340,13 +339,14 @@ impl SampleService {
             .command_duration
             .with_label_values(&[command])
             .observe(started.elapsed().as_secs_f64());
-        if let Ok(o) = result {
+        if let Ok(o) = &result {
             let seen = if o.duplicate { "repeated" } else { "first" };
             self.metrics
                 .idempotency_checks
                 .with_label_values(&[seen])
                 .inc();
         }
+        result
     }
 
     /// Runs a query, counting it and timing it.
