@@ -89,7 +89,11 @@ pub fn is_transient_database_error(error: &sqlx::Error) -> bool {
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed
         | sqlx::Error::Protocol(_)
-        | sqlx::Error::Configuration(_) => true,
+        | sqlx::Error::Configuration(_)
+        // The client's side of a deploy half done: a column or type the code expects is
+        // not there yet (class 42 on the server's side, waited out too).
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::TypeNotFound { .. } => true,
         sqlx::Error::Database(db) => db
             .code()
             .is_none_or(|code| !(code.starts_with("22") || code.starts_with("23"))),

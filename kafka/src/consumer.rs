@@ -43,8 +43,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-/// How long without a receive error counts as the broker being back (librdkafka retries
-/// a lost broker at most every 10 s, `reconnect.backoff.max.ms`).
+/// How long a consumer failing on receive errors stays quiet before it asks the broker
+/// whether it is back.
 const RECEIVE_RECOVERED_AFTER: Duration = Duration::from_secs(15);
 
 type EventOf<P> = <<P as Projection>::Aggregate as Aggregate>::Event;
@@ -440,6 +440,20 @@ impl<P: Projection> ProjectionConsumer<P> {
     /// Consumes until `stop` turns true. Whatever has arrived (up to 500 messages) is
     /// applied in one transaction when it can be; otherwise message by message. Offsets
     /// are stored only for messages applied or dead-lettered, then committed.
+    /// Whether the broker answers a metadata request for `topic` (at most a few seconds,
+    /// off the async workers where the runtime has several).
+    fn broker_answers(&self, topic: &str) -> Result<(), rdkafka::error::KafkaError> {
+        let ask = || {
+            self.consumer
+                .fetch_metadata(Some(topic), Duration::from_secs(3))
+                .map(|_| ())
+        };
+        match tokio::runtime::Handle::current().runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(ask),
+            _ => ask(),
+        }
+    }
+
     pub async fn run(
         self,
         mut stop: watch::Receiver<bool>,
@@ -452,13 +466,19 @@ impl<P: Projection> ProjectionConsumer<P> {
                 _ = stop.wait_for(|s| *s) => return Ok(()),
                 message = self.consumer.recv() => message,
                 // Failing only on receive errors (an apply never returns here while its
-                // failure lasts) and quiet for longer than librdkafka's longest reconnect
-                // back-off: the broker is back with nothing to deliver. Left failing, an
-                // idle consumer would keep the process unready after the outage ended.
+                // failure lasts), and quiet for a while: ask the broker itself. Quiet alone
+                // proves nothing (librdkafka repeats an unchanged broker error only every
+                // 30 s); left failing after the outage ended, an idle consumer would keep
+                // the process unready.
                 () = tokio::time::sleep(RECEIVE_RECOVERED_AFTER),
                     if self.applier.progress().is_failing() =>
                 {
-                    self.applier.advanced();
+                    match self.broker_answers(&topic) {
+                        Ok(()) => self.applier.advanced(),
+                        Err(error) => self
+                            .applier
+                            .stalled(&format!("the broker does not answer: {error}")),
+                    }
                     continue;
                 }
             };

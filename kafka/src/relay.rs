@@ -102,8 +102,22 @@ impl RelayConfig {
     /// Sets the publish timeout and a lease that outlasts it.
     pub fn message_timeout(mut self, timeout: Duration) -> Self {
         self.message_timeout = timeout;
-        self.lease = self.lease.max(timeout * 2 + Duration::from_secs(5));
+        self.lease = self.lease.max(self.shortest_lease());
         self
+    }
+
+    /// The shortest lease that leaves a round time to encode and then wait out every
+    /// acknowledgement: `2 × message_timeout + 5 s`.
+    pub fn shortest_lease(&self) -> Duration {
+        self.message_timeout * 2 + Duration::from_secs(5)
+    }
+
+    /// How long a round may spend encoding its batch: what the lease leaves after the
+    /// acknowledgement wait (`message_timeout`) and a margin of 5 s.
+    pub fn encode_budget(&self) -> Duration {
+        self.lease
+            .saturating_sub(self.message_timeout + Duration::from_secs(5))
+            .max(Duration::from_secs(1))
     }
 }
 
@@ -172,8 +186,13 @@ impl OutboxRelay {
         pool: PgPool,
         codec: Arc<WireCodec>,
         metrics: PipelineMetrics,
-        config: RelayConfig,
+        mut config: RelayConfig,
     ) -> Result<Self, RelayError> {
+        if config.lease < config.shortest_lease() {
+            tracing::warn!(lease = ?config.lease, raised_to = ?config.shortest_lease(),
+                "the relay's lease is too short to encode and publish within it; raised");
+            config.lease = config.shortest_lease();
+        }
         let producer = std::sync::RwLock::new(Arc::new(Self::producer(&config)?));
         let breaker = CircuitBreaker::new(
             config.breaker.clone(),
@@ -419,11 +438,7 @@ impl OutboxRelay {
         // The lease must still hold when the last acknowledgement can arrive: past that,
         // another relay may have claimed and sent these rows, and sending them again
         // would put an aggregate's older events after its newer ones on the topic.
-        let budget = self
-            .config
-            .lease
-            .saturating_sub(self.config.message_timeout + Duration::from_secs(5))
-            .max(Duration::from_secs(1));
+        let budget = self.config.encode_budget();
         let mut messages = Vec::with_capacity(claimed.len());
         let mut parked = 0;
         let encoded = tokio::time::timeout(budget, async {

@@ -170,6 +170,12 @@ impl TestApp {
         Ok(id)
     }
 
+    /// How many answers had `status`: a run where nothing succeeded proves nothing about
+    /// the inputs that should.
+    fn answered(&self, status: u16) -> usize {
+        self.statuses.get(&status).copied().unwrap_or_default()
+    }
+
     fn report(&self) -> TestResult {
         eprintln!(
             "{} requests (by status {:?}), {} hostile inputs seen escaped in a page, {} problem(s)",
@@ -478,6 +484,11 @@ async fn the_registration_form_survives_hostile_input() -> TestResult {
     // The check is not vacuous: the form re-shows markup that was typed, escaped.
     assert!(app.echoed > 20, "only {} escaped echoes seen", app.echoed);
     assert!(app.sent > 900, "{} requests", app.sent);
+    assert!(
+        app.answered(303) > 100,
+        "too few successes: {:?}",
+        app.statuses
+    );
     app.report()
 }
 
@@ -566,6 +577,11 @@ async fn the_action_forms_survive_hostile_input() -> TestResult {
             .await?;
     }
     assert!(app.echoed > 10, "only {} escaped echoes seen", app.echoed);
+    assert!(
+        app.answered(303) > 100,
+        "too few successes: {:?}",
+        app.statuses
+    );
     app.report()
 }
 
@@ -745,5 +761,10 @@ async fn the_json_commands_survive_hostile_input() -> TestResult {
         }
     }
     assert!(app.sent > 1500, "{} requests", app.sent);
+    assert!(
+        app.answered(201) > 100,
+        "too few successes: {:?}",
+        app.statuses
+    );
     app.report()
 }

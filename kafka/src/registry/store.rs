@@ -302,13 +302,15 @@ impl RegistryStore {
                 }
             };
             // If a newer registry already stored the same schema under the new identity
-            // (while an older one still ran), this row keeps its old identity: both ids
-            // stay readable, and look-ups by text find the newer row.
+            // (while an older one still ran), this row is marked superseded, an identity
+            // no schema text can have: both ids stay readable by id, and look-ups by text
+            // find the newer row. (Keeping the old canonical form could let a later
+            // schema with that text take this row's id.)
             upgraded += sqlx::query(
                 "UPDATE schema_registry_schemas SET identity_form = 2, \
                  canonical = CASE WHEN EXISTS (SELECT 1 FROM schema_registry_schemas o \
                                                WHERE o.canonical = $2 AND o.id <> $1) \
-                             THEN canonical ELSE $2 END \
+                             THEN 'superseded:' || id ELSE $2 END \
                  WHERE id = $1 AND identity_form < 2",
             )
             .bind(id)
