@@ -671,6 +671,7 @@ fn seed_request(n: u64, max_events: usize, tally: &mut Tally) -> Result<AppendRe
                 payload: event.to_payload()?.to_string(),
                 metadata: EventMetadata {
                     user: "seed".into(),
+                    user_id: None,
                     command_id,
                     correlation_id,
                     causation_id: command_id,

@@ -15,8 +15,14 @@ use uuid::Uuid;
 pub struct CommandContext {
     /// Unique per command; a repeat with the same id returns the first outcome.
     pub command_id: Uuid,
-    /// Who issued the command.
+    /// Who issued the command, as people read it (a display name, or a service's name).
     pub user: String,
+    /// The authenticated account (or API token) that issued the command: the stable
+    /// identity behind `user`, which a display name is not. `None` for commands issued
+    /// before accounts existed, and by callers that have no account (a saga names itself
+    /// in `user`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<Uuid>,
     /// Groups everything that happened because of one request or workflow.
     pub correlation_id: Uuid,
     /// The event (or command) that triggered this command, e.g. the event a saga
@@ -52,6 +58,7 @@ impl CommandContext {
         Self {
             command_id,
             user: user.into(),
+            user_id: None,
             correlation_id: command_id,
             caused_by: None,
             traceparent: Some(new_traceparent()),
@@ -59,6 +66,25 @@ impl CommandContext {
             command_name: None,
             fingerprint: None,
             repeatable: false,
+        }
+    }
+
+    /// A context for a fresh command by an authenticated account (or API token):
+    /// `user_id` is its stable id, `display_name` what people read in histories.
+    pub fn for_user(user_id: Uuid, display_name: impl Into<String>) -> Self {
+        Self {
+            user_id: Some(user_id),
+            ..Self::new(display_name)
+        }
+    }
+
+    /// Who the command is by, for comparing a repeat of a command id with its first
+    /// sending: the account's id when there is one (a display name can change or be
+    /// shared), else the name.
+    pub fn principal(&self) -> String {
+        match self.user_id {
+            Some(id) => id.to_string(),
+            None => self.user.clone(),
         }
     }
 
@@ -84,6 +110,7 @@ impl CommandContext {
         Self {
             command_id: Uuid::now_v7(),
             user: user.into(),
+            user_id: None,
             correlation_id: metadata.correlation_id,
             caused_by: Some(event_id),
             traceparent: metadata.traceparent.clone(),
@@ -109,6 +136,7 @@ impl CommandContext {
     pub fn event_metadata(&self) -> EventMetadata {
         EventMetadata {
             user: self.user.clone(),
+            user_id: self.user_id,
             command_id: self.command_id,
             correlation_id: self.correlation_id,
             causation_id: self.caused_by.unwrap_or(self.command_id),
@@ -128,7 +156,12 @@ pub fn new_traceparent() -> String {
 /// Stored beside each event's payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventMetadata {
+    /// Who issued the command, as people read it.
     pub user: String,
+    /// The authenticated account (or API token) that issued the command; `None` for
+    /// events recorded before accounts existed (their stored metadata has no such field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<Uuid>,
     /// The command that produced the event.
     pub command_id: Uuid,
     pub correlation_id: Uuid,
@@ -138,4 +171,33 @@ pub struct EventMetadata {
     pub traceparent: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracestate: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_account_is_carried_into_the_events_metadata_and_names_the_principal() {
+        let account = Uuid::from_u128(42);
+        let context = CommandContext::for_user(account, "Ana Müller");
+        assert_eq!(context.user, "Ana Müller");
+        assert_eq!(context.principal(), account.to_string());
+        let metadata = context.event_metadata();
+        assert_eq!(metadata.user_id, Some(account));
+        assert_eq!(metadata.user, "Ana Müller");
+        assert_eq!(CommandContext::new("saga").principal(), "saga");
+    }
+
+    #[test]
+    fn metadata_stored_before_accounts_existed_still_loads() {
+        let id = Uuid::from_u128(1);
+        let old = serde_json::json!({
+            "user": "ana", "command_id": id, "correlation_id": id, "causation_id": id
+        });
+        let metadata: EventMetadata = serde_json::from_value(old).expect("loads");
+        assert_eq!(metadata.user_id, None);
+        let written = serde_json::to_value(&metadata).expect("writes");
+        assert!(written.get("user_id").is_none(), "{written}");
+    }
 }

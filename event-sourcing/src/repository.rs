@@ -2,8 +2,9 @@
 //!
 //! **Idempotency checks what it replays.** A command id (the web edge's
 //! `Idempotency-Key`) is recorded with what the command asked for — its name, the
-//! aggregate, a fingerprint of its input supplied by the edge, and the principal — and
-//! with its first outcome: succeeded (the versions it appended, in the same statement
+//! aggregate, a fingerprint of its input supplied by the edge, and the principal (the
+//! authenticated account's id when the command has one, else the user's name; see
+//! [`CommandContext::principal`]) — and with its first outcome: succeeded (the versions it appended, in the same statement
 //! as its events) or rejected by the aggregate (the rejection, recorded when the command
 //! was refused on the freshly read state; it appends nothing). A repeat is answered with
 //! that first outcome, not with whatever the current state would give: a success
@@ -301,7 +302,7 @@ impl EventStore {
             command_id: Some(context.command_id),
             command_name: context.command_name.clone(),
             fingerprint: context.fingerprint.clone(),
-            principal: Some(context.user.clone()),
+            principal: Some(context.principal()),
             unique_claims,
             released_claims,
             snapshot,
@@ -331,7 +332,7 @@ fn replay<A: Aggregate>(
         && (!first.request_known
             || (first.command_name == context.command_name
                 && first.fingerprint == context.fingerprint
-                && first.principal.as_deref() == Some(context.user.as_str())));
+                && first.principal.as_deref() == Some(context.principal().as_str())));
     if !same_request {
         return Err(StoreError::IdempotencyKeyReused {
             command_id: first.command_id,

@@ -316,7 +316,7 @@ impl EventStore {
         .bind(aggregate_id)
         .bind(context.command_name.as_deref())
         .bind(context.fingerprint.as_deref())
-        .bind(&context.user)
+        .bind(context.principal())
         .bind(rejection)
         .execute(&self.pool)
         .await?;

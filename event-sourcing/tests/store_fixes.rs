@@ -442,6 +442,113 @@ async fn a_reused_idempotency_key_for_a_different_request_is_refused() -> TestRe
     Ok(())
 }
 
+/// The principal a command id is recorded with is the account's id when the command has
+/// one: a repeat by the same account is recognised even under another display name, and
+/// an account that shares a name with the first sender cannot reuse its key. The account
+/// is stored in every event's metadata.
+#[tokio::test]
+async fn a_repeat_is_matched_by_account_not_by_display_name() -> TestResult {
+    let (pool, _) = fresh_database(5).await?;
+    let store = EventStore::new(pool.clone(), StoreConfig::default());
+    let id = Uuid::now_v7();
+    let (ana, impostor) = (Uuid::now_v7(), Uuid::now_v7());
+    let as_account = |account: Uuid, name: &str, key: Uuid, command: &str| {
+        CommandContext::for_user(account, name)
+            .with_command_id(key)
+            .named(command)
+            .with_fingerprint("f1")
+    };
+    let key = Uuid::now_v7();
+    store
+        .execute::<Sample>(
+            id,
+            register(id, "BC-ACCOUNT"),
+            &as_account(ana, "Ana", key, "register"),
+            ExpectedVersion::Any,
+        )
+        .await?;
+    let events = store.read_stream::<SampleEvent>(id).await?;
+    assert_eq!(events[0].metadata.user_id, Some(ana));
+    assert_eq!(events[0].metadata.user, "Ana");
+
+    let renamed = store
+        .execute::<Sample>(
+            id,
+            register(id, "BC-ACCOUNT"),
+            &as_account(ana, "Ana Müller", key, "register"),
+            ExpectedVersion::Any,
+        )
+        .await?;
+    assert!(
+        renamed.duplicate,
+        "same account, new display name: a repeat"
+    );
+    let same_name = store
+        .execute::<Sample>(
+            id,
+            register(id, "BC-ACCOUNT"),
+            &as_account(impostor, "Ana", key, "register"),
+            ExpectedVersion::Any,
+        )
+        .await;
+    assert!(
+        matches!(
+            same_name,
+            Err(CommandError::Store(StoreError::IdempotencyKeyReused { .. }))
+        ),
+        "{same_name:?}"
+    );
+
+    // A recorded rejection is answered only to the account that sent it.
+    store
+        .execute::<Sample>(
+            id,
+            SampleCommand::Receive { notes: None },
+            &CommandContext::for_user(ana, "Ana"),
+            ExpectedVersion::Any,
+        )
+        .await?;
+    let receive_key = Uuid::now_v7();
+    let refused = store
+        .execute::<Sample>(
+            id,
+            SampleCommand::Receive { notes: None },
+            &as_account(ana, "Ana", receive_key, "receive"),
+            ExpectedVersion::Any,
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(CommandError::Rejected(_))),
+        "{refused:?}"
+    );
+    let again = store
+        .execute::<Sample>(
+            id,
+            SampleCommand::Receive { notes: None },
+            &as_account(ana, "Ana Müller", receive_key, "receive"),
+            ExpectedVersion::Any,
+        )
+        .await;
+    assert!(matches!(again, Err(CommandError::Rejected(_))), "{again:?}");
+    let other = store
+        .execute::<Sample>(
+            id,
+            SampleCommand::Receive { notes: None },
+            &as_account(impostor, "Ana", receive_key, "receive"),
+            ExpectedVersion::Any,
+        )
+        .await;
+    assert!(
+        matches!(
+            other,
+            Err(CommandError::Store(StoreError::IdempotencyKeyReused { .. }))
+        ),
+        "{other:?}"
+    );
+    assert_eq!(versions(&pool, id).await?, vec![1, 2]);
+    Ok(())
+}
+
 /// A rejected command repeated with the same key gets the same rejection, even after the
 /// aggregate changed so that the command would now succeed; nothing is appended.
 #[tokio::test]

@@ -2,13 +2,18 @@
 //!
 //! Every event type has one schema, `kafka/schemas/<AggregateType>/<EventType>.avsc`, all
 //! in one namespace. A record holds the event's envelope (`event_id`, `<aggregate>_id`,
-//! `aggregate_version`, `recorded_at`, `user`, `command_id`, `correlation_id`,
+//! `aggregate_version`, `recorded_at`, `user`, `user_id`, `command_id`, `correlation_id`,
 //! `causation_id`) beside the event's own fields, which are the fields of its stored JSON
 //! payload under the same names (see `cqrs::DomainEvent`). The mapping between JSON and
 //! Avro is driven by the schema alone ([`to_avro`], [`from_avro`]): a uuid or timestamp
 //! logical type reads and writes the text serde uses, a decimal its exact decimal text, an
-//! enum its symbol, an optional field a `["null", T]` union. A payload field that the
-//! schema lacks is an error, never silently dropped.
+//! enum its symbol, an optional field a `["null", T]` union (`T` may carry a logical type).
+//! A payload field that the schema lacks is an error, never silently dropped.
+//!
+//! `user_id` (the authenticated account behind `user`) is optional: `null` for events
+//! recorded before accounts existed. A schema written before it existed may lack the field
+//! as long as no event it encodes names an account; an event that does is refused, rather
+//! than published without the identity that issued it.
 //!
 //! The [`EventCatalog`] is what the relay, the codec and consumers know: which aggregates
 //! exist, their events' schemas, and how to lift an old stored payload to the current
@@ -29,6 +34,10 @@ include!(concat!(env!("OUT_DIR"), "/schema_files.rs"));
 
 /// The namespace of every event schema.
 pub const NAMESPACE: &str = "org.tracseq.laboratory";
+
+/// The envelope field naming the authenticated account that issued the command; optional
+/// in a schema (see the module documentation), so not among [`ENVELOPE`].
+const USER_ID: &str = "user_id";
 
 /// The envelope fields every event record starts with, after its key field.
 const ENVELOPE: &[&str] = &[
@@ -249,6 +258,25 @@ impl EventSchema {
                 ));
             }
         };
+        let Schema::Record(record) = &self.schema else {
+            return Err(mapping(&self.event_type, "schema is not a record"));
+        };
+        let user_id = match (event.metadata.user_id, record.lookup.contains_key(USER_ID)) {
+            (Some(id), true) => Some(Json::String(id.to_string())),
+            (None, true) => Some(Json::Null),
+            (None, false) => None,
+            (Some(_), false) => {
+                return Err(mapping(
+                    &self.event_type,
+                    format!(
+                        "the event names the account that issued it but the Avro schema has no \
+                         {USER_ID} field; add it to {}.avsc after user \
+                         (type [\"null\", {{\"type\": \"string\", \"logicalType\": \"uuid\"}}], default null)",
+                        self.event_type
+                    ),
+                ));
+            }
+        };
         let envelope = [
             (
                 self.key_field.as_str(),
@@ -274,6 +302,9 @@ impl EventSchema {
                 Json::String(event.metadata.causation_id.to_string()),
             ),
         ];
+        let envelope = envelope
+            .into_iter()
+            .chain(user_id.map(|value| (USER_ID, value)));
         for (name, value) in envelope {
             match fields.get(name) {
                 Some(existing) if *existing != value => {
@@ -289,9 +320,6 @@ impl EventSchema {
                 }
             }
         }
-        let Schema::Record(record) = &self.schema else {
-            return Err(mapping(&self.event_type, "schema is not a record"));
-        };
         if let Some(unknown) = fields.keys().find(|k| !record.lookup.contains_key(*k)) {
             return Err(mapping(
                 &self.event_type,
@@ -331,8 +359,22 @@ pub fn envelope_from_record<E: DomainEvent>(
         .get("aggregate_version")
         .and_then(Json::as_u64)
         .ok_or_else(|| mapping(event_type, "field aggregate_version is missing"))?;
+    let user_id = match fields.get(USER_ID) {
+        None | Some(Json::Null) => None,
+        Some(Json::String(id)) => Some(
+            Uuid::parse_str(id)
+                .map_err(|e| mapping(event_type, format!("field {USER_ID}: {e}")))?,
+        ),
+        Some(other) => {
+            return Err(mapping(
+                event_type,
+                format!("field {USER_ID} is {}, not a uuid", kind(other)),
+            ));
+        }
+    };
     let metadata = EventMetadata {
         user: text("user")?.to_owned(),
+        user_id,
         command_id: uuid("command_id")?,
         correlation_id: uuid("correlation_id")?,
         causation_id: uuid("causation_id")?,
@@ -673,6 +715,218 @@ mod tests {
         assert!(decimal_bytes("1e3", 10, 0).is_err());
         assert_eq!(decimal_bytes("128", 10, 0).expect("ok"), vec![0x00, 0x80]);
         assert_eq!(decimal_bytes("-1", 10, 0).expect("ok"), vec![0xff]);
+    }
+
+    /// The schemas in use before the latest change (see the folder's README).
+    const PREVIOUS: &[(&str, &str)] = &[
+        (
+            "SampleReceived",
+            include_str!("../tests/support/previous_schemas/Sample/SampleReceived.avsc"),
+        ),
+        (
+            "SampleRegistered",
+            include_str!("../tests/support/previous_schemas/Sample/SampleRegistered.avsc"),
+        ),
+        (
+            "SampleRejected",
+            include_str!("../tests/support/previous_schemas/Sample/SampleRejected.avsc"),
+        ),
+        (
+            "SampleValidated",
+            include_str!("../tests/support/previous_schemas/Sample/SampleValidated.avsc"),
+        ),
+        (
+            "WidgetMade",
+            include_str!("../tests/support/previous_schemas/WidgetMade.avsc"),
+        ),
+        (
+            "WidgetPainted",
+            include_str!("../tests/support/previous_schemas/WidgetPainted.avsc"),
+        ),
+    ];
+
+    const WIDGET: &[&str] = &[
+        include_str!("../tests/support/schemas/WidgetMade.avsc"),
+        include_str!("../tests/support/schemas/WidgetPainted.avsc"),
+    ];
+
+    fn record_name(schema: &Schema) -> String {
+        match schema {
+            Schema::Record(r) => r.name.name().to_owned(),
+            other => panic!("not a record: {other}"),
+        }
+    }
+
+    /// The registry checks every schema against the version it holds when the relay
+    /// starts (BACKWARD by default): the new one must read what the old one wrote. The
+    /// fields added since are optional with a default, so old readers also read new
+    /// records (FULL).
+    #[test]
+    fn current_schemas_are_compatible_with_the_previous_ones() {
+        use crate::registry::{Compatibility, check_compatibility};
+        let current: Vec<&str> = SCHEMA_FILES
+            .iter()
+            .map(|(_, text)| *text)
+            .chain(WIDGET.iter().copied())
+            .collect();
+        assert_eq!(
+            current.len(),
+            PREVIOUS.len(),
+            "a previous version per schema"
+        );
+        for text in current {
+            let new = Schema::parse_str(text).expect("current schema parses");
+            let name = record_name(&new);
+            let (_, old) = PREVIOUS
+                .iter()
+                .find(|(n, _)| *n == name)
+                .unwrap_or_else(|| panic!("no previous version of {name}"));
+            let old = Schema::parse_str(old).expect("previous schema parses");
+            for level in [Compatibility::Backward, Compatibility::Full] {
+                let problems = check_compatibility(level, &new, &[(1, old.clone())]);
+                assert!(problems.is_empty(), "{name} at {level}: {problems:?}");
+            }
+            let Schema::Record(record) = &new else {
+                unreachable!()
+            };
+            let user = record.lookup.get("user").copied();
+            let user_id = record.lookup.get(USER_ID).copied();
+            assert_eq!(user_id, user.map(|i| i + 1), "{name}: user_id follows user");
+        }
+    }
+
+    fn received(user_id: Option<Uuid>) -> StoredEvent<Json> {
+        let id = Uuid::from_u128(7);
+        StoredEvent {
+            position: 1,
+            transaction_id: 1,
+            aggregate_type: "Sample".into(),
+            aggregate_id: id,
+            version: 2,
+            event_id: Uuid::from_u128(8),
+            event_type: "SampleReceived".into(),
+            schema_version: 2,
+            payload: serde_json::json!({"notes": null}),
+            metadata: EventMetadata {
+                user: "Ana Müller".into(),
+                user_id,
+                command_id: id,
+                correlation_id: id,
+                causation_id: id,
+                traceparent: None,
+                tracestate: None,
+            },
+            recorded_at: Utc
+                .timestamp_micros(1_763_800_000_000_000)
+                .single()
+                .expect("time"),
+        }
+    }
+
+    fn field<'a>(record: &'a Value, name: &str) -> &'a Value {
+        match record {
+            Value::Record(fields) => fields
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v)
+                .unwrap_or_else(|| panic!("no field {name}")),
+            other => panic!("not a record: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_account_is_written_into_the_envelope_and_read_back() {
+        let catalog = EventCatalog::new()
+            .with::<cqrs::sample::Sample>()
+            .expect("catalogue");
+        let schema = catalog.get("SampleReceived").expect("schema");
+        let account = Uuid::from_u128(99);
+        let record = schema.to_record(&received(Some(account))).expect("encodes");
+        assert_eq!(
+            field(&record, USER_ID),
+            &Value::Union(1, Box::new(Value::Uuid(account)))
+        );
+        let json = from_avro(record, &schema.schema, &schema.names).expect("decodes");
+        let envelope: Envelope<cqrs::sample::SampleEvent> =
+            envelope_from_record("Sample", "SampleReceived", json).expect("envelope");
+        assert_eq!(envelope.metadata.user_id, Some(account));
+        assert_eq!(envelope.metadata.user, "Ana Müller");
+
+        let record = schema.to_record(&received(None)).expect("encodes");
+        assert_eq!(
+            field(&record, USER_ID),
+            &Value::Union(0, Box::new(Value::Null))
+        );
+        let json = from_avro(record, &schema.schema, &schema.names).expect("decodes");
+        let envelope: Envelope<cqrs::sample::SampleEvent> =
+            envelope_from_record("Sample", "SampleReceived", json).expect("envelope");
+        assert_eq!(envelope.metadata.user_id, None);
+    }
+
+    #[test]
+    fn an_account_is_never_dropped_for_a_schema_without_the_field() {
+        let previous: Vec<&str> = PREVIOUS
+            .iter()
+            .filter(|(name, _)| name.starts_with("Sample"))
+            .map(|(_, text)| *text)
+            .collect();
+        let catalog = EventCatalog::new()
+            .with_schemas::<cqrs::sample::Sample>(&previous)
+            .expect("an old schema without user_id is still accepted");
+        let schema = catalog.get("SampleReceived").expect("schema");
+        assert!(
+            schema.to_record(&received(None)).is_ok(),
+            "an event without an account fits the old schema"
+        );
+        let error = schema
+            .to_record(&received(Some(Uuid::from_u128(99))))
+            .expect_err("refused");
+        let message = error.to_string();
+        assert!(
+            message.contains("user_id") && message.contains("SampleReceived.avsc"),
+            "{message}"
+        );
+        // A record written with the old schema (no user_id) reads as no account.
+        let record = schema.to_record(&received(None)).expect("encodes");
+        let json = from_avro(record, &schema.schema, &schema.names).expect("decodes");
+        assert!(json.get(USER_ID).is_none());
+        let envelope: Envelope<cqrs::sample::SampleEvent> =
+            envelope_from_record("Sample", "SampleReceived", json).expect("envelope");
+        assert_eq!(envelope.metadata.user_id, None);
+    }
+
+    /// A `["null", T]` union whose `T` has a logical type (a signature's `signed_at`, an
+    /// account's id) takes serde's text for `T` and null for none, and reads back the same.
+    #[test]
+    fn nullable_logical_types_map_both_ways() {
+        let names = HashMap::new();
+        let union =
+            |t: &str| Schema::parse_str(&format!(r#"["null", {t}]"#)).expect("union schema parses");
+        let micros = union(r#"{"type": "long", "logicalType": "timestamp-micros"}"#);
+        let at = "2026-11-23T10:00:00.123456Z";
+        let value = to_avro(&Json::String(at.into()), &micros, &names).expect("encodes");
+        assert_eq!(
+            value,
+            Value::Union(1, Box::new(Value::TimestampMicros(1_795_428_000_123_456)))
+        );
+        assert_eq!(
+            from_avro(value, &micros, &names),
+            Ok(Json::String(at.into()))
+        );
+        let none = to_avro(&Json::Null, &micros, &names).expect("encodes null");
+        assert_eq!(none, Value::Union(0, Box::new(Value::Null)));
+        assert_eq!(from_avro(none, &micros, &names), Ok(Json::Null));
+        assert!(to_avro(&Json::String("yesterday".into()), &micros, &names).is_err());
+
+        let uuid = union(r#"{"type": "string", "logicalType": "uuid"}"#);
+        let id = Uuid::from_u128(0xa11ce);
+        let value = to_avro(&Json::String(id.to_string()), &uuid, &names).expect("encodes");
+        assert_eq!(value, Value::Union(1, Box::new(Value::Uuid(id))));
+        assert_eq!(
+            from_avro(value, &uuid, &names),
+            Ok(Json::String(id.to_string()))
+        );
+        assert!(to_avro(&Json::String("not-a-uuid".into()), &uuid, &names).is_err());
     }
 
     #[test]

@@ -142,8 +142,13 @@ pub async fn store() -> Result<EventStore, BoxError> {
     Ok(EventStore::new(pool, StoreConfig::default()))
 }
 
+/// The account that makes the QC decisions of [`lab_day`].
+pub const QC_ACCOUNT: Uuid = Uuid::from_u128(0x0a11_ce00_0000_4000_8000_0000_0000_0001);
+
 /// Registers, receives and validates (or rejects, every third) `count` samples; returns
-/// how many events that appended.
+/// how many events that appended. Registration and reception are by a technician without
+/// an account (as recorded before accounts existed); the QC decisions are by
+/// [`QC_ACCOUNT`].
 pub async fn lab_day(store: &EventStore, count: usize, tag: &str) -> Result<usize, BoxError> {
     let mut events = 0;
     for i in 0..count {
@@ -182,8 +187,9 @@ pub async fn lab_day(store: &EventStore, count: usize, tag: &str) -> Result<usiz
                 notes: Some(Note::parse("QC ok")?),
             }
         };
+        let qc = CommandContext::for_user(QC_ACCOUNT, "Ana Müller");
         store
-            .execute::<Sample>(id, last, &ctx(), ExpectedVersion::Any)
+            .execute::<Sample>(id, last, &qc, ExpectedVersion::Any)
             .await?;
         events += 3;
     }

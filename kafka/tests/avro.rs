@@ -20,6 +20,8 @@ use uuid::Uuid;
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 fn stored(version: u64, payload: SampleEvent) -> StoredEvent<SampleEvent> {
+    // Odd versions by an account, even ones as recorded before accounts existed.
+    let user_id = (version % 2 == 1).then(|| Uuid::from_u128(0xa11ce));
     StoredEvent {
         position: 7,
         transaction_id: 9,
@@ -32,6 +34,7 @@ fn stored(version: u64, payload: SampleEvent) -> StoredEvent<SampleEvent> {
         payload,
         metadata: EventMetadata {
             user: "Ana Ruiz".into(),
+            user_id,
             command_id: Uuid::now_v7(),
             correlation_id: Uuid::now_v7(),
             causation_id: Uuid::now_v7(),
@@ -127,6 +130,7 @@ fn check_envelope(decoded: &Envelope<SampleEvent>, event: &StoredEvent<SampleEve
     assert_eq!(decoded.version, event.version);
     assert_eq!(decoded.recorded_at, event.recorded_at);
     assert_eq!(decoded.metadata.user, event.metadata.user);
+    assert_eq!(decoded.metadata.user_id, event.metadata.user_id);
     assert_eq!(decoded.metadata.command_id, event.metadata.command_id);
     assert_eq!(
         decoded.metadata.correlation_id,

@@ -120,6 +120,10 @@ fn expected_value(event: &Stored) -> BTreeMap<&'static str, Value> {
         ("sample_id", json!(event.aggregate_id.to_string())),
         ("aggregate_version", json!(event.version)),
         ("user", json!(meta.user)),
+        (
+            "user_id",
+            meta.user_id.map_or(Value::Null, |id| json!(id.to_string())),
+        ),
         ("command_id", json!(meta.command_id.to_string())),
         ("correlation_id", json!(meta.correlation_id.to_string())),
         ("causation_id", json!(meta.causation_id.to_string())),
