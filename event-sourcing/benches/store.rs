@@ -43,6 +43,7 @@ use cqrs::sample::{
     SampleStatus, SampleType, TemperatureZone, VolumeUl,
 };
 use cqrs::{Aggregate, DomainEvent};
+use event_sourcing::testkit::samples::signature;
 use event_sourcing::testkit::{fresh_database, server_url};
 use event_sourcing::{
     AppendRequest, CommandContext, EventMetadata, EventStore, ExpectedVersion, LogCursor, NewEvent,
@@ -453,7 +454,10 @@ async fn client_loop(
                 let commands = [
                     register,
                     SampleCommand::Receive { notes: None },
-                    SampleCommand::Validate { notes: None },
+                    SampleCommand::Validate {
+                        notes: None,
+                        signature: signature(),
+                    },
                 ];
                 for command in commands {
                     if stop.load(Ordering::Relaxed) || !res.timed(&store, id, command, window).await
@@ -644,9 +648,13 @@ fn seed_request(n: u64, max_events: usize, tally: &mut Tally) -> Result<AppendRe
         if n % 10 == 9 {
             SampleCommand::Reject {
                 reason: Note::parse("haemolysed")?,
+                signature: signature(),
             }
         } else {
-            SampleCommand::Validate { notes: None }
+            SampleCommand::Validate {
+                notes: None,
+                signature: signature(),
+            }
         },
     ];
 

@@ -34,8 +34,8 @@ pub mod samples {
     use crate::{AppendRequest, CommandContext, NewEvent};
     use cqrs::DomainEvent;
     use cqrs::sample::{
-        Barcode, Note, SampleCommand, SampleDetails, SampleEvent, SampleId, SampleType,
-        TemperatureZone, VolumeUl,
+        Barcode, Note, SampleCommand, SampleDetails, SampleEvent, SampleId, SampleType, Signature,
+        SignatureMeaning, TemperatureZone, VolumeUl,
     };
     use uuid::Uuid;
 
@@ -53,6 +53,16 @@ pub mod samples {
             collected_at: None,
             collected_by: None,
         }
+    }
+
+    /// A QC decision's electronic signature by a test account, approving, signed now.
+    pub fn signature() -> Signature {
+        Signature::new(
+            Uuid::from_u128(0x5167_0001),
+            "Test Signer",
+            SignatureMeaning::Approved,
+            chrono::Utc::now(),
+        )
     }
 
     pub fn register(id: Uuid, barcode: &str) -> SampleCommand {

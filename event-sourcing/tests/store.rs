@@ -3,7 +3,7 @@
 use cqrs::Aggregate;
 use cqrs::sample::{Note, Sample, SampleCommand, SampleEvent, SampleRejection};
 use event_sourcing::testkit::fresh_database;
-use event_sourcing::testkit::samples::{note_event, raw_request, register};
+use event_sourcing::testkit::samples::{note_event, raw_request, register, signature};
 use event_sourcing::{
     CommandContext, CommandError, EventStore, ExpectedVersion, LogCursor, StoreConfig, StoreError,
     UniqueClaim,
@@ -186,7 +186,10 @@ async fn the_same_command_id_twice_appends_once_and_answers_the_same() -> TestRe
                 store
                     .execute::<Sample>(
                         id,
-                        SampleCommand::Validate { notes: None },
+                        SampleCommand::Validate {
+                            notes: None,
+                            signature: signature(),
+                        },
                         &validate,
                         ExpectedVersion::Any,
                     )
@@ -219,6 +222,7 @@ async fn a_rejected_command_appends_nothing() -> TestResult {
         .await?;
     let reject = SampleCommand::Reject {
         reason: Note::parse("haemolysed")?,
+        signature: signature(),
     };
     store
         .execute::<Sample>(
@@ -231,7 +235,10 @@ async fn a_rejected_command_appends_nothing() -> TestResult {
     let result = store
         .execute::<Sample>(
             id,
-            SampleCommand::Validate { notes: None },
+            SampleCommand::Validate {
+                notes: None,
+                signature: signature(),
+            },
             &CommandContext::new("tech"),
             ExpectedVersion::Any,
         )
@@ -322,7 +329,11 @@ async fn loading_uses_the_latest_snapshot_plus_later_events() -> TestResult {
         .fetch_one(store.pool())
         .await?;
     assert_eq!(snapshot.0, 2);
-    run(SampleCommand::Validate { notes: None }).await?;
+    run(SampleCommand::Validate {
+        notes: None,
+        signature: signature(),
+    })
+    .await?;
 
     // Make the snapshot's copy of the state recognisably different: if load used only
     // events the patient would be None, so seeing it proves the snapshot was read.
@@ -467,7 +478,14 @@ async fn a_stale_cached_state_never_decides_wrongly() -> TestResult {
     run(&second, SampleCommand::Receive { notes: None }).await?; // v2, unseen by `first`
 
     // On the cached state validation would be refused ("only a received sample...").
-    let validated = run(&first, SampleCommand::Validate { notes: None }).await?;
+    let validated = run(
+        &first,
+        SampleCommand::Validate {
+            notes: None,
+            signature: signature(),
+        },
+    )
+    .await?;
     assert_eq!(validated.last_version, 3);
 
     // `first` now caches v3 (validated); `second` still believes v2 (received) and would
@@ -476,6 +494,7 @@ async fn a_stale_cached_state_never_decides_wrongly() -> TestResult {
         &second,
         SampleCommand::Reject {
             reason: Note::parse("late")?,
+            signature: signature(),
         },
     )
     .await;

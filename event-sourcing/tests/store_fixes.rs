@@ -4,7 +4,7 @@
 //! guarantee it checks broken in the code.
 
 use cqrs::sample::{Sample, SampleCommand, SampleEvent, SampleRejection, SampleStatus};
-use event_sourcing::testkit::samples::{raw_request, register};
+use event_sourcing::testkit::samples::{raw_request, register, signature};
 use event_sourcing::testkit::{fresh_database, server_url};
 use event_sourcing::{
     AppendRequest, CommandContext, CommandError, EventStore, ExpectedVersion, RecordedOutcome,
@@ -568,7 +568,10 @@ async fn a_repeated_rejection_is_answered_with_the_first_rejection() -> TestResu
     let refused = store
         .execute::<Sample>(
             id,
-            SampleCommand::Validate { notes: None },
+            SampleCommand::Validate {
+                notes: None,
+                signature: signature(),
+            },
             &validate,
             ExpectedVersion::Any,
         )
@@ -590,7 +593,10 @@ async fn a_repeated_rejection_is_answered_with_the_first_rejection() -> TestResu
     let again = store
         .execute::<Sample>(
             id,
-            SampleCommand::Validate { notes: None },
+            SampleCommand::Validate {
+                notes: None,
+                signature: signature(),
+            },
             &validate,
             ExpectedVersion::Any,
         )
@@ -627,7 +633,10 @@ async fn only_rejections_of_repeatable_commands_are_recorded() -> TestResult {
         let refused = store
             .execute::<Sample>(
                 id,
-                SampleCommand::Validate { notes: None },
+                SampleCommand::Validate {
+                    notes: None,
+                    signature: signature(),
+                },
                 &CommandContext::new("tech"),
                 ExpectedVersion::Any,
             )
@@ -641,7 +650,10 @@ async fn only_rejections_of_repeatable_commands_are_recorded() -> TestResult {
     let refused = store
         .execute::<Sample>(
             id,
-            SampleCommand::Validate { notes: None },
+            SampleCommand::Validate {
+                notes: None,
+                signature: signature(),
+            },
             &keyed(Uuid::now_v7(), "validate", "v1"),
             ExpectedVersion::Any,
         )
@@ -677,7 +689,10 @@ async fn a_repeat_after_the_aggregate_moved_on_returns_the_first_outcome() -> Te
     store
         .execute::<Sample>(
             id,
-            SampleCommand::Validate { notes: None },
+            SampleCommand::Validate {
+                notes: None,
+                signature: signature(),
+            },
             &plain(),
             ExpectedVersion::Any,
         )
@@ -729,7 +744,10 @@ async fn concurrent_repeats_racing_a_change_agree_on_one_outcome() -> TestResult
                 store
                     .execute::<Sample>(
                         id,
-                        SampleCommand::Validate { notes: None },
+                        SampleCommand::Validate {
+                            notes: None,
+                            signature: signature(),
+                        },
                         &validate,
                         ExpectedVersion::Any,
                     )

@@ -929,6 +929,80 @@ mod tests {
         assert!(to_avro(&Json::String("not-a-uuid".into()), &uuid, &names).is_err());
     }
 
+    /// A signed QC decision goes through its Avro record and back with its signature;
+    /// one recorded before signatures existed has null signature fields.
+    #[test]
+    fn a_signature_round_trips_through_the_avro_record() {
+        use apache_avro::reader::datum::GenericDatumReader;
+        use apache_avro::writer::datum::GenericDatumWriter;
+        use cqrs::sample::{Note, SampleEvent, Signature, SignatureMeaning};
+        let catalog = EventCatalog::new()
+            .with::<cqrs::sample::Sample>()
+            .expect("catalogue");
+        let signature = Signature::new(
+            Uuid::from_u128(0xa11ce),
+            "Ana Müller",
+            SignatureMeaning::Approved,
+            Utc.timestamp_micros(1_795_428_000_123_456)
+                .single()
+                .expect("time"),
+        );
+        let reason = Note::parse("haemolysed").expect("note");
+        for event in [
+            SampleEvent::SampleRejected {
+                reason: reason.clone(),
+                signature: Some(signature.clone()),
+            },
+            SampleEvent::SampleRejected {
+                reason,
+                signature: None,
+            },
+            SampleEvent::SampleValidated {
+                notes: None,
+                signature: Some(signature.clone()),
+            },
+        ] {
+            let event_type = event.event_type();
+            let mut stored = received(Some(Uuid::from_u128(0xa11ce)));
+            stored.event_type = event_type.to_owned();
+            stored.payload = event.to_payload().expect("payload");
+            let schema = catalog.get(event_type).expect("schema");
+            let record = schema.to_record(&stored).expect("encodes");
+            match &event {
+                SampleEvent::SampleRejected {
+                    signature: None, ..
+                } => assert_eq!(
+                    field(&record, "signed_at"),
+                    &Value::Union(0, Box::new(Value::Null))
+                ),
+                _ => {
+                    assert_eq!(
+                        field(&record, "signed_at"),
+                        &Value::Union(1, Box::new(Value::TimestampMicros(1_795_428_000_123_456)))
+                    );
+                    assert_eq!(
+                        field(&record, "signature_meaning"),
+                        &Value::Union(1, Box::new(Value::Enum(2, "approved".into())))
+                    );
+                }
+            }
+            let bytes = GenericDatumWriter::builder(&schema.schema)
+                .build()
+                .expect("writer")
+                .write_value_to_vec(record)
+                .expect("writes");
+            let value = GenericDatumReader::builder(&schema.schema)
+                .build()
+                .expect("reader")
+                .read_value(&mut bytes.as_slice())
+                .expect("reads");
+            let json = from_avro(value, &schema.schema, &schema.names).expect("decodes");
+            let envelope: Envelope<SampleEvent> =
+                envelope_from_record("Sample", event_type, json).expect("envelope");
+            assert_eq!(envelope.payload, event);
+        }
+    }
+
     #[test]
     fn names_follow_the_aggregate_type() {
         assert_eq!(topic_for("Sample"), "laboratory.sample.events");

@@ -4,8 +4,8 @@
 
 use crate::registry::{RegistryServer, RegistryStore};
 use cqrs::sample::{
-    Barcode, Note, Sample, SampleCommand, SampleDetails, SampleId, SampleType, TemperatureZone,
-    VolumeUl,
+    Barcode, Note, Sample, SampleCommand, SampleDetails, SampleId, SampleType, Signature,
+    SignatureMeaning, TemperatureZone, VolumeUl,
 };
 use event_sourcing::{CommandContext, EventStore, ExpectedVersion, StoreConfig};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -142,13 +142,13 @@ pub async fn store() -> Result<EventStore, BoxError> {
     Ok(EventStore::new(pool, StoreConfig::default()))
 }
 
-/// The account that makes the QC decisions of [`lab_day`].
+/// The account that signs the QC decisions of [`lab_day`].
 pub const QC_ACCOUNT: Uuid = Uuid::from_u128(0x0a11_ce00_0000_4000_8000_0000_0000_0001);
 
 /// Registers, receives and validates (or rejects, every third) `count` samples; returns
 /// how many events that appended. Registration and reception are by a technician without
 /// an account (as recorded before accounts existed); the QC decisions are by
-/// [`QC_ACCOUNT`].
+/// [`QC_ACCOUNT`], electronically signed.
 pub async fn lab_day(store: &EventStore, count: usize, tag: &str) -> Result<usize, BoxError> {
     let mut events = 0;
     for i in 0..count {
@@ -178,13 +178,21 @@ pub async fn lab_day(store: &EventStore, count: usize, tag: &str) -> Result<usiz
                 ExpectedVersion::Any,
             )
             .await?;
+        let signature = Signature::new(
+            QC_ACCOUNT,
+            "Ana Müller",
+            SignatureMeaning::ALL[i % SignatureMeaning::ALL.len()],
+            chrono::Utc::now(),
+        );
         let last = if i % 3 == 0 {
             SampleCommand::Reject {
                 reason: Note::parse("haemolysed")?,
+                signature,
             }
         } else {
             SampleCommand::Validate {
                 notes: Some(Note::parse("QC ok")?),
+                signature,
             }
         };
         let qc = CommandContext::for_user(QC_ACCOUNT, "Ana Müller");

@@ -7,8 +7,8 @@ use chrono::{TimeZone, Utc};
 use cqrs::DomainEvent;
 use cqrs::sample::Sample;
 use cqrs::sample::{
-    Barcode, Note, PatientRef, SampleDetails, SampleEvent, SampleId, SampleType, TemperatureZone,
-    VolumeUl,
+    Barcode, Note, PatientRef, SampleDetails, SampleEvent, SampleId, SampleType, Signature,
+    SignatureMeaning, TemperatureZone, VolumeUl,
 };
 use event_sourcing::{Envelope, EventMetadata, StoredEvent};
 use kafka::avro::{EventCatalog, envelope_from_record, from_avro, names_of};
@@ -46,6 +46,17 @@ fn stored(version: u64, payload: SampleEvent) -> StoredEvent<SampleEvent> {
             .single()
             .expect("time"),
     }
+}
+
+fn signature(meaning: SignatureMeaning) -> Signature {
+    Signature::new(
+        Uuid::from_u128(0xa11ce),
+        "Ana Müller",
+        meaning,
+        Utc.timestamp_micros(1_763_800_100_654_321)
+            .single()
+            .expect("time"),
+    )
 }
 
 fn every_event_type() -> Vec<StoredEvent<SampleEvent>> {
@@ -97,12 +108,29 @@ fn every_event_type() -> Vec<StoredEvent<SampleEvent>> {
             3,
             SampleEvent::SampleValidated {
                 notes: Some(note("RIN 9.1")),
+                signature: Some(signature(SignatureMeaning::Approved)),
             },
         ),
         stored(
             3,
             SampleEvent::SampleRejected {
                 reason: note("haemolysed"),
+                signature: Some(signature(SignatureMeaning::Performed)),
+            },
+        ),
+        // QC decisions recorded before signatures existed.
+        stored(
+            3,
+            SampleEvent::SampleValidated {
+                notes: None,
+                signature: None,
+            },
+        ),
+        stored(
+            3,
+            SampleEvent::SampleRejected {
+                reason: note("clotted"),
+                signature: None,
             },
         ),
     ]

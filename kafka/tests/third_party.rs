@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Utc};
 use cqrs::DomainEvent;
-use cqrs::sample::SampleEvent;
+use cqrs::sample::{SampleEvent, Signature};
 use event_sourcing::EventMetadata;
 use kafka::metrics::PipelineMetrics;
 use kafka::relay::{OutboxRelay, RelayConfig};
@@ -151,14 +151,37 @@ fn expected_value(event: &Stored) -> BTreeMap<&'static str, Value> {
                 ),
             ]);
         }
-        SampleEvent::SampleReceived { notes } | SampleEvent::SampleValidated { notes } => {
+        SampleEvent::SampleReceived { notes } => {
             fields.insert("notes", text(notes.as_ref().map(|n| n.to_string())));
         }
-        SampleEvent::SampleRejected { reason } => {
+        SampleEvent::SampleValidated { notes, signature } => {
+            fields.insert("notes", text(notes.as_ref().map(|n| n.to_string())));
+            fields.extend(signature_fields(signature.as_ref()));
+        }
+        SampleEvent::SampleRejected { reason, signature } => {
             fields.insert("reason", json!(reason.to_string()));
+            fields.extend(signature_fields(signature.as_ref()));
         }
     }
     fields
+}
+
+/// A QC decision's signature fields but `signed_at` (a timestamp, compared as an instant).
+fn signature_fields(signature: Option<&Signature>) -> [(&'static str, Value); 3] {
+    [
+        (
+            "signed_by_id",
+            signature.map_or(Value::Null, |s| json!(s.signer_id.to_string())),
+        ),
+        (
+            "signed_by",
+            signature.map_or(Value::Null, |s| json!(s.signer_name)),
+        ),
+        (
+            "signature_meaning",
+            signature.map_or(Value::Null, |s| json!(s.meaning.as_str())),
+        ),
+    ]
 }
 
 fn timestamp(value: &Value, what: &str) -> Result<DateTime<Utc>, BoxError> {
@@ -206,15 +229,30 @@ fn check(event: &Stored, message: &Value) -> TestResult {
         event.recorded_at,
         "recorded_at of {id} (timestamp-micros)"
     );
-    if let SampleEvent::SampleRegistered { details, .. } = &event.event() {
-        let collected_at = &value["collected_at"];
-        match details.collected_at {
-            None => assert!(
-                collected_at.is_null(),
-                "collected_at of {id}: {collected_at}"
-            ),
-            Some(at) => assert_eq!(timestamp(collected_at, "collected_at")?, at),
+    match &event.event() {
+        SampleEvent::SampleRegistered { details, .. } => {
+            let collected_at = &value["collected_at"];
+            match details.collected_at {
+                None => assert!(
+                    collected_at.is_null(),
+                    "collected_at of {id}: {collected_at}"
+                ),
+                Some(at) => assert_eq!(timestamp(collected_at, "collected_at")?, at),
+            }
         }
+        SampleEvent::SampleValidated { signature, .. }
+        | SampleEvent::SampleRejected { signature, .. } => {
+            let signed_at = &value["signed_at"];
+            let signature = signature
+                .as_ref()
+                .ok_or_else(|| format!("{id}: a QC decision of the lab day is signed"))?;
+            assert_eq!(
+                timestamp(signed_at, "signed_at")?,
+                signature.signed_at,
+                "signed_at of {id} (nullable timestamp-micros)"
+            );
+        }
+        SampleEvent::SampleReceived { .. } => {}
     }
     Ok(())
 }

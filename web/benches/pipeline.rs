@@ -143,6 +143,7 @@ async fn steady(args: &Args, broker: &Broker) -> Result<(), BoxError> {
             tokio::time::sleep(period).await;
             let validate = SampleCommand::Validate {
                 notes: Some(Note::parse("ok")?),
+                signature: event_sourcing::testkit::samples::signature(),
             };
             store
                 .execute::<Sample>(id, validate, &ctx(), ExpectedVersion::Any)
@@ -235,6 +236,7 @@ async fn catch_up(args: &Args, broker: &Broker, events_per_sample: usize) -> Res
             SampleReceived { notes: None },
             SampleValidated {
                 notes: Some(Note::parse("ok")?),
+                signature: Some(event_sourcing::testkit::samples::signature()),
             },
         ])
     };

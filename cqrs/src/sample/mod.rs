@@ -2,9 +2,20 @@
 //!
 //! `registered → received → validated (QC passed)`, or `rejected` (QC failed, with a
 //! reason) from registered or received. Rejected is final.
+//!
+//! **QC decisions are electronically signed** (21 CFR Part 11 §11.50, §11.200). Validating
+//! and rejecting take a required [`Signature`]: who signed (account id and printed name),
+//! when, and what the signature means (performed, reviewed, approved). The decider copies
+//! it into the `SampleValidated` / `SampleRejected` event, so the signature is bound into
+//! the record itself rather than kept beside it. The edge verifies the signer's password
+//! before it issues the command; the domain cannot check a password, but because the
+//! commands cannot be built without a signature, no code path can record an unsigned QC
+//! decision. Only events recorded before signatures existed have none.
 
+mod signature;
 mod values;
 
+pub use signature::{Signature, SignatureMeaning};
 pub use values::{
     Barcode, Note, ParseError, PatientRef, SampleId, SampleType, TemperatureZone, VolumeUl,
 };
@@ -41,17 +52,25 @@ pub enum SampleCommand {
     Receive {
         notes: Option<Note>,
     },
+    /// QC passed; signed by whoever takes responsibility for it.
     Validate {
         notes: Option<Note>,
+        signature: Signature,
     },
+    /// QC failed (or the tube was refused at reception); signed.
     Reject {
         reason: Note,
+        signature: Signature,
     },
 }
 
 /// Payload versions: 1 was serde's tagged form with `details` nested and named `volume`
 /// and `patient`; 2 (now) is the variant's fields alone, flat, named as in the Avro
 /// records. See [`SampleEvent::upcast`].
+///
+/// The signature of a QC decision is four flat fields (`signed_by_id`, `signed_by`,
+/// `signature_meaning`, `signed_at`), as in the Avro records. It was added within version
+/// 2: a payload written before has none of them and reads as `signature: None`.
 #[derive(
     Debug, Clone, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::VariantNames,
 )]
@@ -67,9 +86,15 @@ pub enum SampleEvent {
     },
     SampleValidated {
         notes: Option<Note>,
+        /// `None` only for events recorded before signatures existed.
+        #[serde(flatten, with = "signature::flat")]
+        signature: Option<Signature>,
     },
     SampleRejected {
         reason: Note,
+        /// `None` only for events recorded before signatures existed.
+        #[serde(flatten, with = "signature::flat")]
+        signature: Option<Signature>,
     },
 }
 
@@ -225,12 +250,18 @@ impl Aggregate for Sample {
                 Registered => Ok(vec![SampleEvent::SampleReceived { notes }]),
                 other => Err(SampleRejection::CannotReceive(other)),
             },
-            SampleCommand::Validate { notes } => match self.require_status()? {
-                Received => Ok(vec![SampleEvent::SampleValidated { notes }]),
+            SampleCommand::Validate { notes, signature } => match self.require_status()? {
+                Received => Ok(vec![SampleEvent::SampleValidated {
+                    notes,
+                    signature: Some(signature),
+                }]),
                 other => Err(SampleRejection::CannotValidate(other)),
             },
-            SampleCommand::Reject { reason } => match self.require_status()? {
-                Registered | Received => Ok(vec![SampleEvent::SampleRejected { reason }]),
+            SampleCommand::Reject { reason, signature } => match self.require_status()? {
+                Registered | Received => Ok(vec![SampleEvent::SampleRejected {
+                    reason,
+                    signature: Some(signature),
+                }]),
                 other => Err(SampleRejection::CannotReject(other)),
             },
         }
@@ -257,7 +288,7 @@ impl Aggregate for Sample {
             }
             SampleEvent::SampleReceived { .. } => self.set_status(SampleStatus::Received),
             SampleEvent::SampleValidated { .. } => self.set_status(SampleStatus::Validated),
-            SampleEvent::SampleRejected { reason } => {
+            SampleEvent::SampleRejected { reason, .. } => {
                 if let Some(sample) = &mut self.registered {
                     sample.status = SampleStatus::Rejected;
                     sample.rejection_reason = Some(reason.clone());

@@ -5,6 +5,12 @@
 //! Whoever issues a command (a form, the JSON API, the saga) hands in a
 //! [`CommandContext`]: who, which command id, what caused it. The service records nothing
 //! about its caller beyond that.
+//!
+//! A QC decision (validate, reject) also needs the signer's electronic [`Signature`],
+//! which the edge makes once it has verified the signer's password (21 CFR Part 11
+//! §11.200). Without one the decision is refused as invalid input before anything is
+//! appended; a signature in another account's name than the one issuing the command is
+//! refused too.
 
 pub mod read_model;
 
@@ -16,10 +22,11 @@ use crate::metrics::CommandMetrics;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use cqrs::sample::{
     Barcode, Note, PatientRef, Sample, SampleCommand, SampleDetails, SampleEvent, SampleId,
-    SampleType, TemperatureZone, VolumeUl,
+    SampleType, Signature, TemperatureZone, VolumeUl,
 };
 use event_sourcing::{
     CommandContext, CommandOutcome, EventStore, ExpectedVersion, Projection, ReadProgress,
+    StoredEvent,
 };
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
@@ -159,10 +166,64 @@ pub struct TimelineEntry {
     pub event_type: String,
     pub what: String,
     pub detail: Option<String>,
+    /// Who issued the command, as recorded (a display name).
     pub user: String,
+    /// The authenticated account that issued it; `None` for events recorded before
+    /// accounts existed.
+    pub user_id: Option<Uuid>,
+    /// A QC decision's electronic signature, as people read it: `Signed by Ana Müller
+    /// (approved) at 2026-11-23 10:00 UTC`. `None` for other events and for decisions
+    /// recorded before signatures existed.
+    pub signature: Option<String>,
     pub at: DateTime<Utc>,
     pub correlation_id: Uuid,
 }
+
+impl TimelineEntry {
+    /// The history line of one stored event.
+    pub fn of(event: StoredEvent<SampleEvent>) -> Self {
+        let (what, detail, signature) = match &event.payload {
+            SampleEvent::SampleRegistered { details, .. } => (
+                "Registered",
+                Some(format!(
+                    "{} · {} · {} µL · {}",
+                    details.barcode,
+                    details.sample_type.label(),
+                    details.volume,
+                    details.temperature_zone.label()
+                )),
+                None,
+            ),
+            SampleEvent::SampleReceived { notes } => {
+                ("Received", notes.as_ref().map(ToString::to_string), None)
+            }
+            SampleEvent::SampleValidated { notes, signature } => (
+                "Validated (QC passed)",
+                notes.as_ref().map(ToString::to_string),
+                signature.as_ref(),
+            ),
+            SampleEvent::SampleRejected { reason, signature } => (
+                "Rejected (QC failed)",
+                Some(reason.to_string()),
+                signature.as_ref(),
+            ),
+        };
+        Self {
+            version: event.version,
+            what: what.to_owned(),
+            detail,
+            signature: signature.map(ToString::to_string),
+            event_type: event.event_type,
+            user: event.metadata.user,
+            user_id: event.metadata.user_id,
+            at: event.recorded_at,
+            correlation_id: event.metadata.correlation_id,
+        }
+    }
+}
+
+/// Why a QC decision without a signature is refused, as the form shows it.
+pub const SIGNATURE_REQUIRED: &str = "a QC decision needs your electronic signature: re-enter your password and choose what your signature means";
 
 /// The lifecycle actions on an existing sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,8 +260,41 @@ impl Action {
         }
     }
 
+    /// Whether the action is a QC decision, which must be electronically signed.
+    pub fn needs_signature(self) -> bool {
+        matches!(self, Self::Validate | Self::Reject)
+    }
+
     /// The command for this action; `text` is the notes, or the reason for a rejection.
-    pub fn command(self, text: &str) -> Result<SampleCommand, Error> {
+    /// A QC decision (validate, reject) needs the signer's `signature`; receiving ignores
+    /// it. Every problem is reported at once, field by field.
+    pub fn command(self, text: &str, signature: Option<Signature>) -> Result<SampleCommand, Error> {
+        let signature = signature.filter(|_| self.needs_signature());
+        match (self.command_text(text), signature) {
+            // Both problems at once, so the form shows each beside its field.
+            (Err(Error::Invalid(mut errors)), None) if self.needs_signature() => {
+                errors.push(FieldError {
+                    field: "signature",
+                    message: SIGNATURE_REQUIRED.into(),
+                });
+                Err(Error::Invalid(errors))
+            }
+            (Err(error), _) => Err(error),
+            (Ok(Unsigned::Receive(notes)), _) => Ok(SampleCommand::Receive { notes }),
+            (Ok(Unsigned::Validate(notes)), Some(signature)) => {
+                Ok(SampleCommand::Validate { notes, signature })
+            }
+            (Ok(Unsigned::Reject(reason)), Some(signature)) => {
+                Ok(SampleCommand::Reject { reason, signature })
+            }
+            (Ok(Unsigned::Validate(_) | Unsigned::Reject(_)), None) => {
+                Err(Error::invalid("signature", SIGNATURE_REQUIRED))
+            }
+        }
+    }
+
+    /// The action's parsed text, before a signature is attached.
+    fn command_text(self, text: &str) -> Result<Unsigned, Error> {
         let notes = || -> Result<Option<Note>, Error> {
             if text.trim().is_empty() {
                 Ok(None)
@@ -211,18 +305,25 @@ impl Action {
             }
         };
         Ok(match self {
-            Self::Receive => SampleCommand::Receive { notes: notes()? },
-            Self::Validate => SampleCommand::Validate { notes: notes()? },
+            Self::Receive => Unsigned::Receive(notes()?),
+            Self::Validate => Unsigned::Validate(notes()?),
             Self::Reject => {
                 if text.trim().is_empty() {
                     return Err(Error::invalid("reason", "a rejection needs a reason"));
                 }
-                SampleCommand::Reject {
-                    reason: Note::parse(text).map_err(|e| Error::invalid("reason", e.message))?,
-                }
+                Unsigned::Reject(
+                    Note::parse(text).map_err(|e| Error::invalid("reason", e.message))?,
+                )
             }
         })
     }
+}
+
+/// An action's parsed text: notes, or a rejection's reason.
+enum Unsigned {
+    Receive(Option<Note>),
+    Validate(Option<Note>),
+    Reject(Note),
 }
 
 /// Runs sample commands and queries.
@@ -301,19 +402,22 @@ impl SampleService {
         Ok(outcome)
     }
 
-    /// Receives, validates or rejects a sample.
+    /// Receives, validates or rejects a sample. Validating and rejecting are QC
+    /// decisions and need the signer's electronic `signature` (see the module
+    /// documentation); receiving ignores it.
     #[tracing::instrument(name = "sample_action", skip_all, fields(sample_id = %id, action = action.name()))]
     pub async fn act(
         &self,
         id: Uuid,
         action: Action,
         text: &str,
+        signature: Option<Signature>,
         expected: ExpectedVersion,
         context: &CommandContext,
     ) -> Result<CommandOutcome, Error> {
         self.command(
             action.command_name(),
-            self.act_on_sample(id, action, text, expected, context),
+            self.act_on_sample(id, action, text, signature, expected, context),
         )
         .await
     }
@@ -374,10 +478,20 @@ impl SampleService {
         id: Uuid,
         action: Action,
         text: &str,
+        signature: Option<Signature>,
         expected: ExpectedVersion,
         context: &CommandContext,
     ) -> Result<CommandOutcome, Error> {
-        let command = action.command(text)?;
+        if let (Some(signature), Some(account)) = (&signature, context.user_id)
+            && action.needs_signature()
+            && signature.signer_id != account
+        {
+            return Err(Error::invalid(
+                "signature",
+                "you can sign only with your own account: the signature names another account than the one issuing the command",
+            ));
+        }
+        let command = action.command(text, signature)?;
         let outcome = self
             .store
             .execute::<Sample>(id, command, context, expected)
@@ -424,42 +538,7 @@ impl SampleService {
 
     async fn read_timeline(&self, id: Uuid) -> Result<Vec<TimelineEntry>, Error> {
         let events = self.store.read_stream::<SampleEvent>(id).await?;
-        Ok(events
-            .into_iter()
-            .map(|e| {
-                let (what, detail) = match &e.payload {
-                    SampleEvent::SampleRegistered { details, .. } => (
-                        "Registered",
-                        Some(format!(
-                            "{} · {} · {} µL · {}",
-                            details.barcode,
-                            details.sample_type.label(),
-                            details.volume,
-                            details.temperature_zone.label()
-                        )),
-                    ),
-                    SampleEvent::SampleReceived { notes } => {
-                        ("Received", notes.as_ref().map(ToString::to_string))
-                    }
-                    SampleEvent::SampleValidated { notes } => (
-                        "Validated (QC passed)",
-                        notes.as_ref().map(ToString::to_string),
-                    ),
-                    SampleEvent::SampleRejected { reason } => {
-                        ("Rejected (QC failed)", Some(reason.to_string()))
-                    }
-                };
-                TimelineEntry {
-                    version: e.version,
-                    event_type: e.event_type,
-                    what: what.to_owned(),
-                    detail,
-                    user: e.metadata.user,
-                    at: e.recorded_at,
-                    correlation_id: e.metadata.correlation_id,
-                }
-            })
-            .collect())
+        Ok(events.into_iter().map(TimelineEntry::of).collect())
     }
 
     pub async fn get(&self, id: Uuid) -> Result<Option<SampleRow>, Error> {
@@ -488,6 +567,7 @@ impl SampleService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cqrs::sample::SignatureMeaning;
 
     fn input() -> RegisterInput {
         RegisterInput {
@@ -537,12 +617,131 @@ mod tests {
         assert_eq!(errors[0].message, "collection time is in the future");
     }
 
+    fn signature() -> Signature {
+        Signature::new(
+            Uuid::from_u128(0xa11ce),
+            "Ana Müller",
+            SignatureMeaning::Approved,
+            DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")
+                .expect("time")
+                .to_utc(),
+        )
+    }
+
+    fn fields(result: Result<SampleCommand, Error>) -> Vec<&'static str> {
+        match result {
+            Err(Error::Invalid(errors)) => errors.iter().map(|e| e.field).collect(),
+            other => panic!("expected invalid input, got {other:?}"),
+        }
+    }
+
     #[test]
     fn a_rejection_needs_a_reason() {
-        assert!(matches!(
-            Action::Reject.command("  "),
-            Err(Error::Invalid(_))
+        assert_eq!(
+            fields(Action::Reject.command("  ", Some(signature()))),
+            ["reason"]
+        );
+        assert!(Action::Receive.command("", None).is_ok());
+    }
+
+    #[test]
+    fn a_qc_decision_without_a_signature_is_refused() {
+        for action in [Action::Validate, Action::Reject] {
+            let result = action.command("haemolysed", None);
+            let Err(Error::Invalid(errors)) = result else {
+                panic!("{action:?} without a signature: {result:?}");
+            };
+            assert_eq!(errors.len(), 1);
+            assert_eq!(errors[0].field, "signature");
+            assert_eq!(errors[0].message, SIGNATURE_REQUIRED);
+            assert!(errors[0].message.contains("password"));
+        }
+        assert_eq!(
+            fields(Action::Reject.command("", None)),
+            ["reason", "signature"],
+            "every problem at once"
+        );
+    }
+
+    #[test]
+    fn a_signed_qc_decision_carries_its_signature_and_receiving_ignores_one() {
+        assert_eq!(
+            Action::Validate
+                .command("RIN 9.1", Some(signature()))
+                .expect("valid"),
+            SampleCommand::Validate {
+                notes: Some(Note::parse("RIN 9.1").expect("note")),
+                signature: signature(),
+            }
+        );
+        assert_eq!(
+            Action::Reject
+                .command("haemolysed", Some(signature()))
+                .expect("valid"),
+            SampleCommand::Reject {
+                reason: Note::parse("haemolysed").expect("note"),
+                signature: signature(),
+            }
+        );
+        assert_eq!(
+            Action::Receive
+                .command("", Some(signature()))
+                .expect("valid"),
+            SampleCommand::Receive { notes: None }
+        );
+    }
+
+    fn stored(payload: SampleEvent, user_id: Option<Uuid>) -> StoredEvent<SampleEvent> {
+        let id = Uuid::from_u128(1);
+        StoredEvent {
+            position: 3,
+            transaction_id: 1,
+            aggregate_type: "Sample".into(),
+            aggregate_id: id,
+            version: 3,
+            event_id: id,
+            event_type: <SampleEvent as cqrs::DomainEvent>::event_type(&payload).to_owned(),
+            schema_version: 2,
+            payload,
+            metadata: event_sourcing::EventMetadata {
+                user: "Ana Müller".into(),
+                user_id,
+                command_id: id,
+                correlation_id: id,
+                causation_id: id,
+                traceparent: None,
+                tracestate: None,
+            },
+            recorded_at: signature().signed_at,
+        }
+    }
+
+    #[test]
+    fn the_timeline_shows_the_signature_and_the_account() {
+        let account = Uuid::from_u128(0xa11ce);
+        let entry = TimelineEntry::of(stored(
+            SampleEvent::SampleValidated {
+                notes: None,
+                signature: Some(signature()),
+            },
+            Some(account),
         ));
-        assert!(Action::Receive.command("").is_ok());
+        assert_eq!(
+            entry.signature.as_deref(),
+            Some("Signed by Ana Müller (approved) at 2026-11-23 10:00 UTC")
+        );
+        assert_eq!(entry.user_id, Some(account));
+        assert_eq!(entry.what, "Validated (QC passed)");
+
+        let entry = TimelineEntry::of(stored(
+            SampleEvent::SampleRejected {
+                reason: Note::parse("clotted").expect("note"),
+                signature: None,
+            },
+            None,
+        ));
+        assert_eq!(entry.signature, None, "recorded before signatures existed");
+        assert_eq!(entry.user_id, None, "recorded before accounts existed");
+        assert_eq!(entry.detail.as_deref(), Some("clotted"));
     }
 }

@@ -60,7 +60,9 @@ pub async fn apply_sample_event(
         }
         SampleEvent::SampleReceived { .. } => (SampleStatus::Received, None),
         SampleEvent::SampleValidated { .. } => (SampleStatus::Validated, None),
-        SampleEvent::SampleRejected { reason } => (SampleStatus::Rejected, Some(reason.as_str())),
+        SampleEvent::SampleRejected { reason, .. } => {
+            (SampleStatus::Rejected, Some(reason.as_str()))
+        }
     };
     let updated = sqlx::query(
         "UPDATE samples SET status = $2, rejection_reason = COALESCE($3, rejection_reason), \

@@ -268,7 +268,7 @@ pub async fn act(
         .map_or(ExpectedVersion::Any, ExpectedVersion::Exactly);
     let outcome = state
         .samples
-        .act(id, action, &text, expected, &context)
+        .act(id, action, &text, None, expected, &context)
         .await?;
     respond(&state, &headers, outcome, false).await
 }

@@ -419,7 +419,7 @@ pub async fn act(
                 )));
             state
                 .samples
-                .act(id, action, text, expected, &context)
+                .act(id, action, text, None, expected, &context)
                 .await
                 .map_err(AppError::from)
         }
