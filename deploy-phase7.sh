@@ -264,8 +264,28 @@ cmd_local() {
   start_registry
   log "creating the topics (3 partitions each)"
   ./target/release/tracseq topics
+  ensure_local_admin
   log "TracSeq: http://$TRACSEQ_LISTEN  (Ctrl-C to stop; the broker and registry keep running)"
   exec ./target/release/tracseq serve
+}
+
+# Every page and API call needs a login. On the first run there is no account at all:
+# create an administrator with a random password, print it, and keep it in the
+# git-ignored env file so later runs can say where it is. Change it at /account; more
+# accounts at /admin/users or with `tracseq user create`.
+ensure_local_admin() {
+  local out password
+  out=$(./target/release/tracseq user create --if-no-users --username admin --name "Local administrator" --role admin) ||
+    die "could not create the first administrator"
+  password=$(printf '%s\n' "$out" | sed -n 's/^password: //p')
+  if [ -n "$password" ]; then
+    env_set TRACSEQ_LOCAL_ADMIN_PASSWORD "$password"
+    log "created the first administrator: log in as 'admin' with password $password (also kept in $ENV_FILE; change it at /account)"
+  elif [ -n "$(env_value TRACSEQ_LOCAL_ADMIN_PASSWORD)" ]; then
+    log "log in as 'admin'; its first password is in $ENV_FILE (TRACSEQ_LOCAL_ADMIN_PASSWORD) unless it was changed since"
+  else
+    log "log in with your account; an administrator adds accounts at /admin/users or with: ./target/release/tracseq user create --username NAME --name 'Full Name' --role technician"
+  fi
 }
 
 # The browser tests drive Debian's Chromium through ChromeDriver.

@@ -30,6 +30,18 @@ pub enum Error {
     /// A command id (idempotency key) reused for a different request.
     #[error("{0}")]
     KeyReused(String),
+    /// Not logged in, or the credentials are wrong.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Logged in, but the role does not allow this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Too many failed attempts; try again after `retry_after`.
+    #[error("{message}")]
+    TooManyAttempts {
+        message: String,
+        retry_after: std::time::Duration,
+    },
     /// Transient: the database is not reachable; nothing was changed; try again.
     #[error("service unavailable: {0}")]
     Unavailable(#[source] StoreError),
@@ -63,6 +75,9 @@ impl Error {
             Self::Conflict(_) => "conflict",
             Self::KeyReused(_) => "key_reused",
             Self::NotFound(_) => "not_found",
+            Self::Unauthenticated(_) => "unauthenticated",
+            Self::Forbidden(_) => "forbidden",
+            Self::TooManyAttempts { .. } => "throttled",
             Self::Unavailable(_) | Self::Internal(_) => "error",
         }
     }

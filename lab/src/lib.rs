@@ -28,6 +28,7 @@
 //! command, `EventStore::execute`) and a [`event_sourcing::Projection`] for its read
 //! tables; its `.avsc` files go in `kafka/schemas/`; its routes in `web/`.
 
+pub mod accounts;
 pub mod error;
 pub mod idempotency;
 pub mod metrics;

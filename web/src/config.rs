@@ -103,6 +103,28 @@ pub struct Settings {
     /// `TRACSEQ_REQUEST_TIMEOUT_MS` (default 30000): a request still unanswered after this
     /// long is stopped and answered 503
     pub request_timeout_ms: u64,
+    /// `TRACSEQ_SESSION_IDLE_MINUTES` (default 30) and `TRACSEQ_SESSION_MAX_HOURS`
+    /// (default 12): a session ends after this long without a request, and this long
+    /// after login whatever happens
+    pub session_idle_minutes: u64,
+    pub session_max_hours: u64,
+    /// `TRACSEQ_SECURE_COOKIES` (`auto`, the default: when the request came over HTTPS as
+    /// the proxy's `X-Forwarded-Proto` says; `on`; `off`): whether the session cookie is
+    /// marked `Secure`
+    pub secure_cookies: SecureCookies,
+    /// `TRACSEQ_LOGIN_ACCOUNT_FAILURES` (default 5) and `TRACSEQ_LOGIN_ADDRESS_FAILURES`
+    /// (default 20) failed logins within 15 minutes lock further attempts for the rest of
+    /// the window
+    pub login_account_failures: u32,
+    pub login_address_failures: u32,
+}
+
+/// When the session cookie gets the `Secure` attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecureCookies {
+    Auto,
+    Always,
+    Never,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +136,17 @@ pub struct ConfigError {
 }
 
 impl Settings {
+    /// Session lifetimes and login limits, for [`lab::accounts::Accounts`].
+    pub fn account_policy(&self) -> lab::accounts::AccountPolicy {
+        lab::accounts::AccountPolicy {
+            idle_timeout: std::time::Duration::from_secs(self.session_idle_minutes * 60),
+            absolute_timeout: std::time::Duration::from_secs(self.session_max_hours * 3600),
+            account_failures: i64::from(self.login_account_failures),
+            address_failures: i64::from(self.login_address_failures),
+            ..lab::accounts::AccountPolicy::default()
+        }
+    }
+
     pub const DEFAULT_DATABASE_URL: &'static str = "postgres://postgres@127.0.0.1:5432/tracseq";
 
     /// Reads the environment; anything unset takes its local default.
@@ -226,6 +259,34 @@ impl Settings {
             request_timeout_ms: positive(
                 parse(&lookup, "TRACSEQ_REQUEST_TIMEOUT_MS", 30_000)?,
                 "TRACSEQ_REQUEST_TIMEOUT_MS",
+            )?,
+            session_idle_minutes: positive(
+                parse(&lookup, "TRACSEQ_SESSION_IDLE_MINUTES", 30)?,
+                "TRACSEQ_SESSION_IDLE_MINUTES",
+            )?,
+            session_max_hours: positive(
+                parse(&lookup, "TRACSEQ_SESSION_MAX_HOURS", 12)?,
+                "TRACSEQ_SESSION_MAX_HOURS",
+            )?,
+            secure_cookies: match lookup("TRACSEQ_SECURE_COOKIES").as_deref().map(str::trim) {
+                None | Some("") | Some("auto") => SecureCookies::Auto,
+                Some("on") => SecureCookies::Always,
+                Some("off") => SecureCookies::Never,
+                Some(other) => {
+                    return Err(ConfigError {
+                        name: "TRACSEQ_SECURE_COOKIES",
+                        value: other.to_owned(),
+                        reason: "expected 'auto', 'on' or 'off'".into(),
+                    });
+                }
+            },
+            login_account_failures: positive(
+                parse(&lookup, "TRACSEQ_LOGIN_ACCOUNT_FAILURES", 5)?,
+                "TRACSEQ_LOGIN_ACCOUNT_FAILURES",
+            )?,
+            login_address_failures: positive(
+                parse(&lookup, "TRACSEQ_LOGIN_ADDRESS_FAILURES", 20)?,
+                "TRACSEQ_LOGIN_ADDRESS_FAILURES",
             )?,
             relay_in_process: match lookup("TRACSEQ_RELAY").as_deref().map(str::trim) {
                 None | Some("") | Some("on") => true,

@@ -34,6 +34,18 @@ pub enum AppError {
     /// another request).
     #[error("{0}")]
     Unprocessable(String),
+    /// Not logged in, or the credentials are wrong.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The principal's role does not allow this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Too many failed attempts; `Retry-After` says when to try again.
+    #[error("{message}")]
+    TooManyAttempts {
+        message: String,
+        retry_after: std::time::Duration,
+    },
     #[error("service unavailable: {0}")]
     Unavailable(#[source] StoreError),
     #[error("internal error: {0}")]
@@ -55,6 +67,9 @@ impl AppError {
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Rejected(_) | Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -68,6 +83,28 @@ impl AppError {
             }
             Self::Internal(_) => "Something went wrong on our side; nothing was changed.".into(),
             other => other.to_string(),
+        }
+    }
+
+    /// Headers the status needs: `Retry-After` on 429, `WWW-Authenticate` on 401.
+    pub fn decorate(&self, response: &mut Response) {
+        match self {
+            Self::TooManyAttempts { retry_after, .. } => {
+                if let Ok(value) =
+                    axum::http::HeaderValue::from_str(&retry_after.as_secs().max(1).to_string())
+                {
+                    response
+                        .headers_mut()
+                        .insert(axum::http::header::RETRY_AFTER, value);
+                }
+            }
+            Self::Unauthenticated(_) => {
+                response.headers_mut().insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("Bearer realm=\"tracseq\""),
+                );
+            }
+            _ => {}
         }
     }
 
@@ -97,6 +134,15 @@ impl From<lab::Error> for AppError {
             lab::Error::Rejected(m) => Self::Rejected(m),
             lab::Error::Conflict(m) => Self::Conflict(m),
             lab::Error::KeyReused(m) => Self::Unprocessable(m),
+            lab::Error::Unauthenticated(m) => Self::Unauthenticated(m),
+            lab::Error::Forbidden(m) => Self::Forbidden(m),
+            lab::Error::TooManyAttempts {
+                message,
+                retry_after,
+            } => Self::TooManyAttempts {
+                message,
+                retry_after,
+            },
             lab::Error::Unavailable(e) => Self::Unavailable(e),
             lab::Error::Internal(m) => Self::Internal(m),
         }
@@ -130,6 +176,8 @@ impl IntoResponse for AppError {
             error: self.public_message(),
             fields: self.field_errors(),
         };
-        (self.status(), Json(body)).into_response()
+        let mut response = (self.status(), Json(body)).into_response();
+        self.decorate(&mut response);
+        response
     }
 }

@@ -1,6 +1,7 @@
 //! TracSeq's web edge: the server-rendered UI, the JSON API, health checks, configuration
 //! and telemetry. `main.rs` only parses the command line and calls into here.
 
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod pipeline;

@@ -5,6 +5,8 @@
 //!   local runs and tests (`SCHEMA_REGISTRY_LISTEN`, default 127.0.0.1:8081).
 //! - `tracseq relay` runs only an outbox relay (several may run at once).
 //! - `tracseq topics` creates the platform's topics on `KAFKA_BROKERS` (3 partitions each).
+//! - `tracseq user create|reset-password|list` and `tracseq token create` administer
+//!   accounts from the command line (the first administrator is made this way).
 //! - `tracseq rebase-log` re-bases the event log's order after a logical move of the
 //!   database to a new cluster (see the README's operations section).
 
@@ -27,9 +29,13 @@ async fn main() -> ExitCode {
         Some("topics") => create_topics(settings).await,
         Some("relay") => relay(settings).await,
         Some("rebase-log") => rebase_log(settings).await,
+        Some("user" | "token") => {
+            let args: Vec<String> = std::env::args().skip(1).collect();
+            web::cli::run(&settings, &args).await
+        }
         Some(other) => {
             eprintln!(
-                "tracseq: unknown command '{other}'; usage: tracseq [serve | schema-registry | topics | relay | rebase-log]"
+                "tracseq: unknown command '{other}'; usage: tracseq [serve | schema-registry | topics | relay | rebase-log | user | token]"
             );
             ExitCode::from(2)
         }

@@ -74,6 +74,10 @@ pub struct AppState {
     pub board: ProgressBoard,
     /// How long failing without progress counts as stuck.
     pub stuck_after: Duration,
+    /// Accounts, sessions and API tokens.
+    pub accounts: lab::accounts::Accounts,
+    /// Whether session cookies are marked `Secure`.
+    pub secure_cookies: crate::config::SecureCookies,
 }
 
 /// A built application, bound to its port but not yet serving. Its background jobs
@@ -97,6 +101,7 @@ impl Application {
         MIGRATOR.run(&pool).await?;
         let (stop_jobs, jobs_stop) = tokio::sync::watch::channel(false);
         crate::retention::spawn(pool.clone(), settings, jobs_stop);
+        let accounts = lab::accounts::Accounts::new(pool.clone(), settings.account_policy());
         let store = EventStore::new(
             pool,
             StoreConfig {
@@ -151,6 +156,8 @@ impl Application {
                 metrics,
                 board,
                 stuck_after: Duration::from_secs(settings.stuck_after_s.max(1)),
+                accounts,
+                secure_cookies: settings.secure_cookies,
             },
             routes::edge::Limits::from_settings(settings),
         );
@@ -170,9 +177,14 @@ impl Application {
 
     /// Serves until Ctrl-C or SIGTERM, then finishes the requests in flight.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown_signal())
-            .await;
+        // The peer's address reaches handlers (login throttling, the audit trail).
+        let served = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
         let _ = self.stop_jobs.send(true);
         served
     }
@@ -192,6 +204,16 @@ pub async fn run_schema_registry(settings: &Settings) -> Result<(), StartupError
     );
     server.serve(shutdown_signal()).await?;
     Ok(())
+}
+
+/// The accounts of the platform's database (for `tracseq user` and `tracseq token`).
+pub async fn accounts(settings: &Settings) -> Result<lab::accounts::Accounts, StartupError> {
+    let pool = connect(settings).await?;
+    MIGRATOR.run(&pool).await?;
+    Ok(lab::accounts::Accounts::new(
+        pool,
+        settings.account_policy(),
+    ))
 }
 
 /// Re-bases the event log's order (after a logical move of the database).

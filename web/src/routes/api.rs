@@ -1,5 +1,7 @@
 //! The JSON API: the same commands and queries as the UI, for instruments and scripts.
 
+use super::account::Peer;
+use super::auth::Identity;
 use super::context::command_context;
 use crate::error::AppError;
 use crate::startup::AppState;
@@ -10,6 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cqrs::sample::SampleStatus;
 use event_sourcing::{CommandOutcome, ExpectedVersion};
+use lab::accounts::PrincipalKind;
 use lab::idempotency::{command_id_for_key, fingerprint};
 use lab::samples::{Action, RegisterInput, SampleFilter, SamplePage, SampleRow, TimelineEntry};
 use serde::de::DeserializeOwned;
@@ -39,22 +42,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 )
             ))),
         }
-    }
-}
-
-fn user(headers: &HeaderMap) -> Result<String, AppError> {
-    match headers.get("x-user").map(|v| v.to_str()) {
-        None => Ok("api".to_owned()),
-        Some(Ok(name)) => super::context::parse_operator(name).map_err(|_| {
-            AppError::invalid(
-                "X-User",
-                "the X-User header must name who is acting (1–100 printable characters)",
-            )
-        }),
-        Some(Err(_)) => Err(AppError::invalid(
-            "X-User",
-            "the X-User header must be plain text",
-        )),
     }
 }
 
@@ -205,16 +192,21 @@ async fn respond(
     Ok(response)
 }
 
+/// The sender an `Idempotency-Key` is scoped to: the principal's stable id.
+fn sender(identity: &Identity) -> String {
+    identity.principal.id.to_string()
+}
+
 /// `POST /api/samples`
 pub async fn register(
     State(state): State<AppState>,
+    identity: Identity,
     headers: HeaderMap,
     ApiJson(body): ApiJson<RegisterBody>,
 ) -> Result<Response, AppError> {
-    let user = user(&headers)?;
-    let key = idempotency_key(&headers, &user)?;
+    let key = idempotency_key(&headers, &sender(&identity))?;
     let input = body.into_input()?;
-    let context = command_context(&headers, user, key)
+    let context = command_context(&headers, &identity.principal, key)
         .named("RegisterSample")
         .with_fingerprint(fingerprint(&input));
     let outcome = state.samples.register(&input, &context).await?;
@@ -228,47 +220,134 @@ pub struct ActionBody {
     reason: Option<String>,
     /// The version the caller saw; the command is refused if the sample has moved on.
     expected_version: Option<u64>,
+    /// QC decisions only: the electronic signature. `password` is the signer's; the
+    /// signer is the logged-in person, or, with an API token, the account `signer`.
+    signer: Option<String>,
+    password: Option<String>,
+    meaning: Option<String>,
 }
 
-/// `POST /api/samples/{id}/{receive|validate|reject}`
-pub async fn act(
-    State(state): State<AppState>,
-    Path((id, action)): Path<(String, String)>,
+/// `POST /api/samples/{id}/receive`
+pub async fn receive(
+    state: State<AppState>,
+    Peer(address): Peer,
+    identity: Identity,
+    path: Path<String>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, AppError> {
+    act(
+        state,
+        Peer(address),
+        identity,
+        path,
+        headers,
+        body,
+        Action::Receive,
+    )
+    .await
+}
+
+/// `POST /api/samples/{id}/validate`
+pub async fn validate(
+    state: State<AppState>,
+    Peer(address): Peer,
+    identity: Identity,
+    path: Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, AppError> {
+    act(
+        state,
+        Peer(address),
+        identity,
+        path,
+        headers,
+        body,
+        Action::Validate,
+    )
+    .await
+}
+
+/// `POST /api/samples/{id}/reject`
+pub async fn reject(
+    state: State<AppState>,
+    Peer(address): Peer,
+    identity: Identity,
+    path: Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, AppError> {
+    act(
+        state,
+        Peer(address),
+        identity,
+        path,
+        headers,
+        body,
+        Action::Reject,
+    )
+    .await
+}
+
+async fn act(
+    State(state): State<AppState>,
+    Peer(address): Peer,
+    identity: Identity,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+    action: Action,
+) -> Result<Response, AppError> {
     let id = parse_id(&id)?;
-    let action = Action::parse(&action).ok_or_else(|| {
-        AppError::NotFound(format!(
-            "unknown action '{action}'; use receive, validate or reject"
-        ))
-    })?;
     let body: ActionBody = if body.iter().all(u8::is_ascii_whitespace) {
         ActionBody::default()
     } else {
         serde_json::from_slice(&body)
             .map_err(|e| AppError::BadRequest(format!("request body is not valid: {e}")))?
     };
-    let user = user(&headers)?;
-    let key = idempotency_key(&headers, &user)?;
+    let key = idempotency_key(&headers, &sender(&identity))?;
     let text = match action {
         Action::Reject => body.reason.unwrap_or_default(),
         _ => body.notes.unwrap_or_default(),
     };
-    let context = command_context(&headers, user, key)
+    let meaning = body.meaning.unwrap_or_default();
+    let signature = if action.needs_signature() {
+        let password = body.password.unwrap_or_default();
+        Some(match (identity.principal.kind, body.signer.as_deref()) {
+            (_, Some(signer)) => {
+                super::signing::sign_as(&state, signer, &password, &meaning, address.as_deref())
+                    .await?
+            }
+            (PrincipalKind::User, None) => {
+                super::signing::sign(&state, &identity.principal, &password, &meaning).await?
+            }
+            (PrincipalKind::ApiToken, None) => {
+                return Err(AppError::invalid(
+                    "signer",
+                    "a QC decision needs a person's electronic signature: send 'signer' (their username), 'password' and 'meaning'",
+                ));
+            }
+        })
+    } else {
+        None
+    };
+    let context = command_context(&headers, &identity.principal, key)
         .named(action.command_name())
         .with_fingerprint(fingerprint(&(
             id,
             action.name(),
             text.trim(),
             body.expected_version,
+            meaning.trim(),
+            body.signer.as_deref().map(str::trim),
         )));
     let expected = body
         .expected_version
         .map_or(ExpectedVersion::Any, ExpectedVersion::Exactly);
     let outcome = state
         .samples
-        .act(id, action, &text, None, expected, &context)
+        .act(id, action, &text, signature, expected, &context)
         .await?;
     respond(&state, &headers, outcome, false).await
 }

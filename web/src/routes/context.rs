@@ -1,8 +1,8 @@
 //! Who is asking and within which trace: turns request headers into a command context.
 
-use crate::error::AppError;
 use axum::http::HeaderMap;
 use event_sourcing::CommandContext;
+use lab::accounts::Principal;
 use uuid::Uuid;
 
 /// The W3C `traceparent` of the request, or a new trace when it came without one.
@@ -23,13 +23,14 @@ fn traceparent(headers: &HeaderMap) -> String {
         .map_or_else(event_sourcing::new_traceparent, str::to_owned)
 }
 
-/// A command context for `user`, with `command_id` when the caller chose one.
+/// A command context acting as `principal` (its id and name go into every event), with
+/// `command_id` when the caller chose one.
 pub fn command_context(
     headers: &HeaderMap,
-    user: String,
+    principal: &Principal,
     command_id: Option<Uuid>,
 ) -> CommandContext {
-    let mut context = CommandContext::new(user);
+    let mut context = principal.command_context();
     if let Some(id) = command_id {
         context = context.with_command_id(id);
     }
@@ -92,24 +93,6 @@ fn percent_decode(value: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The operator's name as typed: required, at most 100 characters.
-pub fn parse_operator(raw: &str) -> Result<String, AppError> {
-    let name = raw.trim();
-    if name.is_empty() {
-        return Err(AppError::invalid(
-            "operator",
-            "enter your name or initials, so the record shows who did this",
-        ));
-    }
-    if name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(AppError::invalid(
-            "operator",
-            "operator must be at most 100 printable characters",
-        ));
-    }
-    Ok(name.to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,10 +100,10 @@ mod tests {
     #[test]
     fn cookies_round_trip_through_percent_encoding() {
         let mut headers = HeaderMap::new();
-        let value = format!("a=1; tracseq_operator={}", percent_encode("Dr. Ana Müller"));
+        let value = format!("a=1; tracseq_session={}", percent_encode("Dr. Ana Müller"));
         headers.insert(axum::http::header::COOKIE, value.parse().expect("header"));
         assert_eq!(
-            cookie(&headers, "tracseq_operator").as_deref(),
+            cookie(&headers, "tracseq_session").as_deref(),
             Some("Dr. Ana Müller")
         );
         assert_eq!(cookie(&headers, "missing"), None);

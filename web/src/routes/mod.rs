@@ -1,19 +1,25 @@
 //! HTTP routes: the UI pages, the JSON API and the health checks.
 
+mod account;
+mod admin;
 mod api;
 pub mod assets;
+pub mod auth;
 mod context;
 pub mod edge;
 mod health;
 mod operations;
+mod signing;
 mod ui;
 
 use crate::startup::AppState;
+use auth::{Access, Rule};
 use axum::Router;
-use axum::http::{HeaderName, Request, StatusCode};
+use axum::http::{HeaderName, Method, Request, StatusCode};
 use axum::response::Redirect;
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use edge::Limits;
+use lab::accounts::Permission;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -40,45 +46,18 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             request_id = %request_id,
         )
     });
-    Router::new()
-        .route("/", get(|| async { Redirect::to("/samples") }))
-        .route("/samples", get(ui::list).post(ui::register))
-        .route("/samples/new", get(ui::new_form))
-        .route("/samples/{id}", get(ui::detail))
-        .route("/samples/{id}/{action}", post(ui::act))
-        .route("/api/samples", get(api::list).post(api::register))
-        .route("/api/samples/{id}", get(api::get))
-        .route("/api/samples/{id}/events", get(api::events))
-        .route("/api/samples/{id}/{action}", post(api::act))
-        .route("/dead-letters", get(operations::page))
-        .route("/dead-letters/reprocess", post(operations::reprocess_page))
-        .route(
-            "/dead-letters/{id}/reprocess",
-            post(operations::reprocess_page),
-        )
-        .route("/api/dead-letters", get(operations::list_api))
-        .route(
-            "/api/dead-letters/reprocess",
-            post(operations::reprocess_all_api),
-        )
-        .route(
-            "/api/dead-letters/{id}/reprocess",
-            post(operations::reprocess_api),
-        )
-        .route("/api/outbox/parked", get(operations::parked_api))
-        .route(
-            "/api/outbox/parked/retry",
-            post(operations::retry_parked_api),
-        )
-        .route(
-            "/api/outbox/parked/{position}/retry",
-            post(operations::retry_parked_api),
-        )
-        .route("/metrics", get(operations::metrics))
-        .route("/static/app.css", get(assets::stylesheet))
-        .route("/health/live", get(health::live))
-        .route("/health/ready", get(health::ready))
-        .route("/health/startup", get(health::startup))
+    let mut router = Router::new();
+    for (route, handler) in route_table() {
+        let rule = Rule {
+            state: state.clone(),
+            access: route.access,
+        };
+        router = router.route(
+            route.path,
+            handler.route_layer(axum::middleware::from_fn_with_state(rule, auth::guard)),
+        );
+    }
+    router
         .fallback(ui::not_found)
         .layer(CatchPanicLayer::custom(edge::panicked))
         .layer(RequestBodyLimitLayer::new(limits.body_bytes))
@@ -98,4 +77,232 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .layer(trace)
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)
+}
+
+/// A route and who may use it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteRule {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+}
+
+/// Every route, each with its access rule: the router is built from this table, so a
+/// route cannot exist without a rule (`web/tests/roles.rs` tries every role on every
+/// entry).
+pub fn route_table() -> Vec<(RouteRule, MethodRouter<AppState>)> {
+    use Access::{LoggedIn, Needs, Public};
+    use Permission::{Administer, Operations, QcDecision, Read, SampleWork};
+    let r = |method: Method, path: &'static str, access: Access, handler| {
+        (
+            RouteRule {
+                method,
+                path,
+                access,
+            },
+            handler,
+        )
+    };
+    const GET: Method = Method::GET;
+    const POST: Method = Method::POST;
+    vec![
+        // Logging in and one's own account.
+        r(GET, "/login", Public, get(account::page)),
+        r(POST, "/login", Public, post(account::login)),
+        r(POST, "/logout", LoggedIn, post(account::logout)),
+        r(GET, "/account", LoggedIn, get(account::account)),
+        r(
+            POST,
+            "/account/password",
+            LoggedIn,
+            post(account::change_password),
+        ),
+        r(GET, "/api/me", LoggedIn, get(account::me)),
+        // Samples: pages.
+        r(
+            GET,
+            "/",
+            Needs(Read),
+            get(|| async { Redirect::to("/samples") }),
+        ),
+        r(GET, "/samples", Needs(Read), get(ui::list)),
+        r(POST, "/samples", Needs(SampleWork), post(ui::register)),
+        r(GET, "/samples/new", Needs(SampleWork), get(ui::new_form)),
+        r(GET, "/samples/{id}", Needs(Read), get(ui::detail)),
+        r(
+            POST,
+            "/samples/{id}/receive",
+            Needs(SampleWork),
+            post(ui::receive),
+        ),
+        r(
+            POST,
+            "/samples/{id}/validate",
+            Needs(QcDecision),
+            post(ui::validate),
+        ),
+        r(
+            POST,
+            "/samples/{id}/reject",
+            Needs(QcDecision),
+            post(ui::reject),
+        ),
+        // Samples: JSON.
+        r(GET, "/api/samples", Needs(Read), get(api::list)),
+        r(POST, "/api/samples", Needs(SampleWork), post(api::register)),
+        r(GET, "/api/samples/{id}", Needs(Read), get(api::get)),
+        r(
+            GET,
+            "/api/samples/{id}/events",
+            Needs(Read),
+            get(api::events),
+        ),
+        r(
+            POST,
+            "/api/samples/{id}/receive",
+            Needs(SampleWork),
+            post(api::receive),
+        ),
+        r(
+            POST,
+            "/api/samples/{id}/validate",
+            Needs(QcDecision),
+            post(api::validate),
+        ),
+        r(
+            POST,
+            "/api/samples/{id}/reject",
+            Needs(QcDecision),
+            post(api::reject),
+        ),
+        // Operations.
+        r(
+            GET,
+            "/dead-letters",
+            Needs(Operations),
+            get(operations::page),
+        ),
+        r(
+            POST,
+            "/dead-letters/reprocess",
+            Needs(Operations),
+            post(operations::reprocess_page),
+        ),
+        r(
+            POST,
+            "/dead-letters/{id}/reprocess",
+            Needs(Operations),
+            post(operations::reprocess_page),
+        ),
+        r(
+            GET,
+            "/api/dead-letters",
+            Needs(Operations),
+            get(operations::list_api),
+        ),
+        r(
+            POST,
+            "/api/dead-letters/reprocess",
+            Needs(Operations),
+            post(operations::reprocess_all_api),
+        ),
+        r(
+            POST,
+            "/api/dead-letters/{id}/reprocess",
+            Needs(Operations),
+            post(operations::reprocess_api),
+        ),
+        r(
+            GET,
+            "/api/outbox/parked",
+            Needs(Operations),
+            get(operations::parked_api),
+        ),
+        r(
+            POST,
+            "/api/outbox/parked/retry",
+            Needs(Operations),
+            post(operations::retry_parked_api),
+        ),
+        r(
+            POST,
+            "/api/outbox/parked/{position}/retry",
+            Needs(Operations),
+            post(operations::retry_parked_api),
+        ),
+        r(GET, "/metrics", Needs(Read), get(operations::metrics)),
+        // Administration.
+        r(GET, "/admin/users", Needs(Administer), get(admin::users)),
+        r(
+            POST,
+            "/admin/users",
+            Needs(Administer),
+            post(admin::create_user),
+        ),
+        r(
+            POST,
+            "/admin/users/{id}/role",
+            Needs(Administer),
+            post(admin::set_role),
+        ),
+        r(
+            POST,
+            "/admin/users/{id}/enable",
+            Needs(Administer),
+            post(admin::enable),
+        ),
+        r(
+            POST,
+            "/admin/users/{id}/disable",
+            Needs(Administer),
+            post(admin::disable),
+        ),
+        r(
+            POST,
+            "/admin/users/{id}/password",
+            Needs(Administer),
+            post(admin::reset_password),
+        ),
+        r(GET, "/admin/tokens", Needs(Administer), get(admin::tokens)),
+        r(
+            POST,
+            "/admin/tokens",
+            Needs(Administer),
+            post(admin::create_token),
+        ),
+        r(
+            POST,
+            "/admin/tokens/{id}/revoke",
+            Needs(Administer),
+            post(admin::revoke_token),
+        ),
+        r(
+            GET,
+            "/api/tokens",
+            Needs(Administer),
+            get(admin::list_tokens_api),
+        ),
+        r(
+            POST,
+            "/api/tokens",
+            Needs(Administer),
+            post(admin::create_token_api),
+        ),
+        r(
+            POST,
+            "/api/tokens/{id}/revoke",
+            Needs(Administer),
+            post(admin::revoke_token_api),
+        ),
+        // Open to all: the stylesheet, and health checks for the orchestrator.
+        r(GET, "/static/app.css", Public, get(assets::stylesheet)),
+        r(GET, "/health/live", Public, get(health::live)),
+        r(GET, "/health/ready", Public, get(health::ready)),
+        r(GET, "/health/startup", Public, get(health::startup)),
+    ]
+}
+
+/// Who may use each route: the route table without its handlers.
+pub fn access_rules() -> Vec<RouteRule> {
+    route_table().into_iter().map(|(rule, _)| rule).collect()
 }

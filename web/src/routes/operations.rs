@@ -1,6 +1,7 @@
 //! Operator endpoints: Prometheus metrics, and dead letters (list, re-process) as a page
 //! and as JSON.
 
+use super::auth::{Identity, Me};
 use super::ui::PageError;
 use crate::error::AppError;
 use crate::startup::AppState;
@@ -100,12 +101,19 @@ pub async fn reprocess_all_api(
 struct DeadLettersPage {
     letters: Vec<DeadLetter>,
     event_type: String,
-    operator: String,
+    me: Option<Me>,
+}
+
+impl DeadLettersPage {
+    fn csrf_token(&self) -> &str {
+        self.me.as_ref().map_or("", |me| me.csrf_token.as_str())
+    }
 }
 
 /// `GET /dead-letters`
 pub async fn page(
     State(state): State<AppState>,
+    identity: Identity,
     Query(q): Query<DeadLetterQuery>,
 ) -> Result<Response, PageError> {
     let letters = dead_letters(&state)?
@@ -114,7 +122,7 @@ pub async fn page(
     let page = DeadLettersPage {
         letters,
         event_type: q.event_type().unwrap_or_default().to_owned(),
-        operator: String::new(),
+        me: Some(identity.me()),
     };
     page.render()
         .map(|html| (StatusCode::OK, Html(html)).into_response())

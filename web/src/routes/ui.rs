@@ -1,22 +1,21 @@
 //! The server-rendered pages lab staff use: list and scan, register, detail with timeline
 //! and actions.
 
-use super::context::{command_context, cookie, parse_operator, percent_encode};
+use super::auth::{Identity, Me};
+use super::context::{command_context, percent_encode};
 use crate::error::{AppError, FieldError};
 use crate::startup::AppState;
 use askama::Template;
 use axum::Form;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use cqrs::sample::{SampleStatus, SampleType, TemperatureZone};
+use cqrs::sample::{SampleStatus, SampleType, SignatureMeaning, TemperatureZone};
 use event_sourcing::ExpectedVersion;
 use lab::idempotency::fingerprint;
 use lab::samples::{Action, RegisterInput, SampleFilter, SamplePage, SampleRow, TimelineEntry};
 use serde::Deserialize;
 use uuid::Uuid;
-
-const OPERATOR_COOKIE: &str = "tracseq_operator";
 
 /// An error shown as a page.
 pub struct PageError(AppError);
@@ -44,7 +43,7 @@ impl From<sqlx::Error> for PageError {
 struct ErrorPage<'a> {
     title: &'a str,
     message: &'a str,
-    operator: &'a str,
+    me: Option<Me>,
 }
 
 impl IntoResponse for PageError {
@@ -59,12 +58,12 @@ pub fn error_page(status: StatusCode, message: &str) -> Response {
     let page = ErrorPage {
         title: status.canonical_reason().unwrap_or("Error"),
         message,
-        operator: "",
+        me: None,
     };
     render(status, &page)
 }
 
-fn render(status: StatusCode, page: &impl Template) -> Response {
+pub fn render(status: StatusCode, page: &impl Template) -> Response {
     match page.render() {
         Ok(html) => (status, Html(html)).into_response(),
         Err(error) => {
@@ -76,21 +75,6 @@ fn render(status: StatusCode, page: &impl Template) -> Response {
                 .into_response()
         }
     }
-}
-
-fn operator_of(headers: &HeaderMap) -> String {
-    cookie(headers, OPERATOR_COOKIE).unwrap_or_default()
-}
-
-fn remember_operator(mut response: Response, operator: &str) -> Response {
-    let value = format!(
-        "{OPERATOR_COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Lax; HttpOnly",
-        percent_encode(operator)
-    );
-    if let Ok(value) = HeaderValue::from_str(&value) {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
-    response
 }
 
 pub async fn not_found() -> PageError {
@@ -115,7 +99,7 @@ struct ListPage {
     statuses: &'static [SampleStatus],
     page: SamplePage,
     notice: Option<String>,
-    operator: String,
+    me: Option<Me>,
 }
 
 impl ListPage {
@@ -132,7 +116,7 @@ impl ListPage {
 /// exact barcode (the scanner types it and presses Enter) jumps straight to the sample.
 pub async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    identity: Identity,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, PageError> {
     let query = query.map(|Query(q)| q).unwrap_or_default();
@@ -160,7 +144,7 @@ pub async fn list(
             statuses: SampleStatus::ALL,
             page,
             notice,
-            operator: operator_of(&headers),
+            me: Some(identity.me()),
         },
     ))
 }
@@ -172,19 +156,19 @@ struct RegisterPage {
     errors: Vec<FieldError>,
     message: Option<String>,
     command_id: Uuid,
-    operator: String,
+    me: Option<Me>,
     types: &'static [SampleType],
     zones: &'static [TemperatureZone],
 }
 
 impl RegisterPage {
-    fn new(input: RegisterInput, operator: String, command_id: Uuid) -> Self {
+    fn new(input: RegisterInput, me: Me, command_id: Uuid) -> Self {
         Self {
             input,
             errors: Vec::new(),
             message: None,
             command_id,
-            operator,
+            me: Some(me),
             types: SampleType::ALL,
             zones: TemperatureZone::ALL,
         }
@@ -199,14 +183,10 @@ impl RegisterPage {
 }
 
 /// `GET /samples/new`
-pub async fn new_form(headers: HeaderMap) -> Response {
+pub async fn new_form(identity: Identity) -> Response {
     render(
         StatusCode::OK,
-        &RegisterPage::new(
-            RegisterInput::default(),
-            operator_of(&headers),
-            Uuid::now_v7(),
-        ),
+        &RegisterPage::new(RegisterInput::default(), identity.me(), Uuid::now_v7()),
     )
 }
 
@@ -215,7 +195,6 @@ pub async fn new_form(headers: HeaderMap) -> Response {
 pub struct RegisterForm {
     #[serde(flatten)]
     input: RegisterInput,
-    operator: String,
     command_id: String,
 }
 
@@ -223,44 +202,23 @@ pub struct RegisterForm {
 /// with each message beside its field and everything typed kept.
 pub async fn register(
     State(state): State<AppState>,
+    identity: Identity,
     headers: HeaderMap,
     Form(form): Form<RegisterForm>,
 ) -> Response {
     let command_id = Uuid::parse_str(form.command_id.trim()).unwrap_or_else(|_| Uuid::now_v7());
-    let mut page = RegisterPage::new(form.input.clone(), form.operator.clone(), command_id);
-    let operator = parse_operator(&form.operator);
-    let result = match &operator {
-        Ok(name) => {
-            let context = command_context(&headers, name.clone(), Some(command_id))
-                .named("RegisterSample")
-                .with_fingerprint(fingerprint(&form.input));
-            state
-                .samples
-                .register(&form.input, &context)
-                .await
-                .map_err(AppError::from)
-        }
+    let mut page = RegisterPage::new(form.input.clone(), identity.me(), command_id);
+    let context = command_context(&headers, &identity.principal, Some(command_id))
+        .named("RegisterSample")
+        .with_fingerprint(fingerprint(&form.input));
+    match state.samples.register(&form.input, &context).await {
+        Ok(outcome) => Redirect::to(&format!(
+            "/samples/{}?v={}",
+            outcome.aggregate_id, outcome.last_version
+        ))
+        .into_response(),
         Err(error) => {
-            // Report the operator together with any field problems.
-            match form.input.parse(chrono::Utc::now()) {
-                Err(mut errors) => {
-                    errors.extend(error.field_errors().iter().cloned());
-                    Err(AppError::Invalid(errors))
-                }
-                Ok(_) => Err(AppError::Invalid(error.field_errors().to_vec())),
-            }
-        }
-    };
-    match result {
-        Ok(outcome) => {
-            let response = Redirect::to(&format!(
-                "/samples/{}?v={}",
-                outcome.aggregate_id, outcome.last_version
-            ))
-            .into_response();
-            remember_operator(response, operator.as_deref().unwrap_or_default())
-        }
-        Err(error) => {
+            let error = AppError::from(error);
             error.log();
             let status = error.status();
             match error {
@@ -284,10 +242,11 @@ struct DetailPage {
     sample: SampleRow,
     timeline: Vec<TimelineEntry>,
     message: Option<String>,
-    operator: String,
+    me: Option<Me>,
     /// One command id per action form: submitting one form twice is one command, and
     /// each form is a command of its own.
     command_ids: [Uuid; 3],
+    meanings: &'static [SignatureMeaning],
 }
 
 impl DetailPage {
@@ -300,19 +259,29 @@ impl DetailPage {
         self.command_ids[index]
     }
 
+    fn csrf_token(&self) -> &str {
+        self.me.as_ref().map_or("", |me| me.csrf_token.as_str())
+    }
+
+    /// Whether the lifecycle allows `action` now and the viewer's role allows it at all.
     fn can(&self, action: &str) -> bool {
-        matches!(
-            (self.sample.status(), action),
-            (Some(SampleStatus::Registered), "receive" | "reject")
-                | (Some(SampleStatus::Received), "validate" | "reject")
-        )
+        let role_allows = self.me.as_ref().is_some_and(|me| match action {
+            "receive" => me.can("sample_work"),
+            _ => me.can("qc"),
+        });
+        role_allows
+            && matches!(
+                (self.sample.status(), action),
+                (Some(SampleStatus::Registered), "receive" | "reject")
+                    | (Some(SampleStatus::Received), "validate" | "reject")
+            )
     }
 }
 
 async fn detail_page(
     state: &AppState,
     id: Uuid,
-    operator: String,
+    me: Me,
     message: Option<String>,
 ) -> Result<DetailPage, PageError> {
     let sample = state
@@ -325,8 +294,9 @@ async fn detail_page(
         sample,
         timeline,
         message,
-        operator,
+        me: Some(me),
         command_ids: [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()],
+        meanings: SignatureMeaning::ALL,
     })
 }
 
@@ -350,7 +320,7 @@ pub struct DetailQuery {
 /// next; after a command, as of that command at least.
 pub async fn detail(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    identity: Identity,
     Path(id): Path<String>,
     Query(query): Query<DetailQuery>,
 ) -> Result<Response, PageError> {
@@ -361,75 +331,111 @@ pub async fn detail(
         ),
         _ => None,
     };
-    let page = detail_page(&state, id, operator_of(&headers), message).await?;
+    let page = detail_page(&state, id, identity.me(), message).await?;
     Ok(render(StatusCode::OK, &page))
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct ActionForm {
-    operator: String,
     command_id: String,
     notes: String,
     reason: String,
     expected_version: String,
+    /// The electronic signature of a QC decision: the person's password again, and
+    /// what their signature means.
+    password: String,
+    meaning: String,
 }
 
-/// `POST /samples/{id}/{receive|validate|reject}`: acts, then shows the sample again. A
-/// refused action shows the sample with the reason, and changes nothing.
-pub async fn act(
-    State(state): State<AppState>,
+/// `POST /samples/{id}/receive`
+pub async fn receive(
+    state: State<AppState>,
+    identity: Identity,
     headers: HeaderMap,
-    Path((id, action)): Path<(String, String)>,
+    Path(id): Path<String>,
+    form: Form<ActionForm>,
+) -> Result<Response, PageError> {
+    act(state, identity, headers, &id, Action::Receive, form).await
+}
+
+/// `POST /samples/{id}/validate`
+pub async fn validate(
+    state: State<AppState>,
+    identity: Identity,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: Form<ActionForm>,
+) -> Result<Response, PageError> {
+    act(state, identity, headers, &id, Action::Validate, form).await
+}
+
+/// `POST /samples/{id}/reject`
+pub async fn reject(
+    state: State<AppState>,
+    identity: Identity,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: Form<ActionForm>,
+) -> Result<Response, PageError> {
+    act(state, identity, headers, &id, Action::Reject, form).await
+}
+
+/// Acts, then shows the sample again. A refused action shows the sample with the
+/// reason, and changes nothing.
+async fn act(
+    State(state): State<AppState>,
+    identity: Identity,
+    headers: HeaderMap,
+    id: &str,
+    action: Action,
     Form(form): Form<ActionForm>,
 ) -> Result<Response, PageError> {
-    let id = parse_id(&id)?;
-    let Some(action) = Action::parse(&action) else {
-        return Err(AppError::NotFound(format!("There is no action '{action}'.")).into());
-    };
+    let id = parse_id(id)?;
     let command_id = Uuid::parse_str(form.command_id.trim()).unwrap_or_else(|_| Uuid::now_v7());
-    // Blank means "whatever it is now"; anything else must be the version the form showed.
-    let expected = match form.expected_version.trim() {
-        "" => ExpectedVersion::Any,
-        raw => match raw.parse() {
-            Ok(version) => ExpectedVersion::Exactly(version),
-            Err(_) => {
-                return Err(AppError::invalid(
-                    "expected_version",
-                    "expected_version must be the sample's version number shown on the page; reload the page",
-                )
-                .into());
-            }
-        },
-    };
     let text = if action == Action::Reject {
         &form.reason
     } else {
         &form.notes
     };
-    let result = match parse_operator(&form.operator) {
-        Ok(operator) => {
-            let context = command_context(&headers, operator, Some(command_id))
-                .named(action.command_name())
-                .with_fingerprint(fingerprint(&(
-                    id,
-                    action.name(),
-                    text.trim(),
-                    form.expected_version.trim(),
-                )));
-            state
-                .samples
-                .act(id, action, text, None, expected, &context)
-                .await
-                .map_err(AppError::from)
-        }
-        Err(error) => Err(error),
-    };
+    let result = async {
+        // Blank means "whatever it is now"; anything else must be the version the form showed.
+        let expected = match form.expected_version.trim() {
+            "" => ExpectedVersion::Any,
+            raw => ExpectedVersion::Exactly(raw.parse().map_err(|_| {
+                AppError::invalid(
+                    "expected_version",
+                    "expected_version must be the sample's version number shown on the page; reload the page",
+                )
+            })?),
+        };
+        let signature = if action.needs_signature() {
+            Some(
+                super::signing::sign(&state, &identity.principal, &form.password, &form.meaning)
+                    .await?,
+            )
+        } else {
+            None
+        };
+        let context = command_context(&headers, &identity.principal, Some(command_id))
+            .named(action.command_name())
+            .with_fingerprint(fingerprint(&(
+                id,
+                action.name(),
+                text.trim(),
+                form.expected_version.trim(),
+                form.meaning.trim(),
+            )));
+        state
+            .samples
+            .act(id, action, text, signature, expected, &context)
+            .await
+            .map_err(AppError::from)
+    }
+    .await;
     match result {
         Ok(outcome) => {
-            let response =
-                Redirect::to(&format!("/samples/{id}?v={}", outcome.last_version)).into_response();
-            Ok(remember_operator(response, form.operator.trim()))
+            Ok(Redirect::to(&format!("/samples/{id}?v={}", outcome.last_version)).into_response())
         }
         Err(error @ (AppError::NotFound(_) | AppError::Unavailable(_) | AppError::Internal(_))) => {
             Err(error.into())
@@ -437,14 +443,10 @@ pub async fn act(
         Err(error) => {
             error.log();
             let status = error.status();
-            let page = detail_page(
-                &state,
-                id,
-                form.operator.clone(),
-                Some(error.public_message()),
-            )
-            .await?;
-            Ok(render(status, &page))
+            let page = detail_page(&state, id, identity.me(), Some(error.public_message())).await?;
+            let mut response = render(status, &page);
+            error.decorate(&mut response);
+            Ok(response)
         }
     }
 }

@@ -1,0 +1,267 @@
+//! Every role against every route, as an API token and as a logged-in session: what the
+//! role allows is not refused, what it does not is a 403 (401 or the login page when
+//! nobody is logged in) that appends nothing.
+//!
+//! The cases come from the router's own table (`web::routes::access_rules`), so a new
+//! route is tried here as soon as it exists, and a route this test has no request for
+//! fails it until one is added.
+
+mod support;
+
+use lab::accounts::{Permission, Role};
+use reqwest::StatusCode;
+use serde_json::json;
+use support::{Session, TestApp, TestResult};
+use web::routes::RouteRule;
+use web::routes::auth::Access;
+
+/// What a request to a route sends.
+enum Body {
+    None,
+    Form(Vec<(&'static str, String)>),
+    Json(serde_json::Value),
+}
+
+struct Fixture {
+    sample: String,
+    user: String,
+    token: String,
+}
+
+/// The concrete request this test sends to `rule`: its path with real ids, and a body
+/// that an allowed principal could send.
+fn request_for(rule: &RouteRule, f: &Fixture) -> Option<(String, Body)> {
+    let path = rule
+        .path
+        .replace(
+            "{id}",
+            match rule.path {
+                p if p.starts_with("/admin/users") => &f.user,
+                p if p.contains("tokens") => &f.token,
+                p if p.contains("dead-letters") => "1",
+                _ => &f.sample,
+            },
+        )
+        .replace("{position}", "1");
+    let form = |fields: &[(&'static str, &str)]| {
+        Body::Form(fields.iter().map(|(k, v)| (*k, (*v).to_owned())).collect())
+    };
+    let body = match (rule.method.as_str(), rule.path) {
+        ("GET", _) => Body::None,
+        ("POST", "/login") => form(&[("username", "nobody"), ("password", "wrong password")]),
+        ("POST", "/logout") => form(&[]),
+        ("POST", "/account/password") => form(&[
+            ("current_password", "not the password"),
+            ("new_password", "another long password"),
+            ("confirm_password", "another long password"),
+        ]),
+        ("POST", "/samples") => form(&[
+            ("sample_type", "DNA"),
+            ("volume_ul", "10"),
+            ("temperature_zone", "MINUS_80"),
+        ]),
+        ("POST", "/samples/{id}/receive") => form(&[("notes", "arrived")]),
+        ("POST", "/samples/{id}/validate") => form(&[("meaning", "approved")]),
+        ("POST", "/samples/{id}/reject") => {
+            form(&[("reason", "haemolysed"), ("meaning", "approved")])
+        }
+        ("POST", "/api/samples") => Body::Json(json!({
+            "sample_type": "DNA", "volume_ul": 10, "temperature_zone": "MINUS_80"
+        })),
+        ("POST", "/api/samples/{id}/receive") => Body::Json(json!({})),
+        ("POST", "/api/samples/{id}/validate") => Body::Json(json!({ "meaning": "approved" })),
+        ("POST", "/api/samples/{id}/reject") => {
+            Body::Json(json!({ "reason": "haemolysed", "meaning": "approved" }))
+        }
+        ("POST", "/dead-letters/reprocess" | "/dead-letters/{id}/reprocess") => form(&[]),
+        (
+            "POST",
+            "/api/dead-letters/reprocess"
+            | "/api/dead-letters/{id}/reprocess"
+            | "/api/outbox/parked/retry"
+            | "/api/outbox/parked/{position}/retry",
+        ) => Body::None,
+        ("POST", "/admin/users") => form(&[
+            ("username", "new.person"),
+            ("display_name", "New Person"),
+            ("role", "viewer"),
+            ("password", "a long enough password"),
+        ]),
+        ("POST", "/admin/users/{id}/role") => form(&[("role", "viewer")]),
+        ("POST", "/admin/users/{id}/enable" | "/admin/users/{id}/disable") => form(&[]),
+        ("POST", "/admin/users/{id}/password") => {
+            form(&[("new_password", "a reset long password")])
+        }
+        ("POST", "/admin/tokens") => form(&[("name", "robot"), ("role", "viewer")]),
+        ("POST", "/admin/tokens/{id}/revoke") => form(&[]),
+        ("POST", "/api/tokens") => Body::Json(json!({ "name": "robot", "role": "viewer" })),
+        ("POST", "/api/tokens/{id}/revoke") => Body::None,
+        _ => return None,
+    };
+    Some((path, body))
+}
+
+/// Who is asking.
+enum Caller<'a> {
+    Nobody(&'a reqwest::Client),
+    Token(&'a reqwest::Client),
+    Session(&'a Session),
+}
+
+async fn send(
+    app: &TestApp,
+    caller: &Caller<'_>,
+    rule: &RouteRule,
+    path: &str,
+    body: &Body,
+) -> TestResult<StatusCode> {
+    let (client, csrf) = match caller {
+        Caller::Nobody(c) | Caller::Token(c) => (*c, None),
+        Caller::Session(s) => (&s.client, Some(s.csrf.as_str())),
+    };
+    let mut request = client.request(rule.method.clone(), app.url(path));
+    request = match body {
+        Body::None => match csrf {
+            Some(csrf) => request.header("x-csrf-token", csrf),
+            None => request,
+        },
+        Body::Form(fields) => {
+            let mut fields: Vec<(&str, &str)> =
+                fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            if let Some(csrf) = csrf {
+                fields.push(("csrf_token", csrf));
+            }
+            request.form(&fields)
+        }
+        Body::Json(value) => {
+            let request = request.json(value);
+            match csrf {
+                Some(csrf) => request.header("x-csrf-token", csrf),
+                None => request,
+            }
+        }
+    };
+    Ok(request.send().await?.status())
+}
+
+fn allows(role: Option<Role>, access: Access) -> bool {
+    match (role, access) {
+        (_, Access::Public) => true,
+        (None, _) => false,
+        (Some(_), Access::LoggedIn) => true,
+        (Some(role), Access::Needs(permission)) => role.allows(permission),
+    }
+}
+
+#[tokio::test]
+async fn every_role_against_every_route() -> TestResult {
+    let _ = Permission::Read;
+    let app = TestApp::spawn().await?;
+    let registered = app
+        .client
+        .post(app.url("/api/samples"))
+        .json(&json!({ "sample_type": "DNA", "volume_ul": 10, "temperature_zone": "MINUS_80" }))
+        .send()
+        .await?;
+    let sample: serde_json::Value = registered.json().await?;
+    let target = app.user("target.user", Role::Technician).await?;
+    let target_token = app
+        .accounts
+        .create_token("target", "viewer", &app.admin, None)
+        .await?;
+    let fixture = Fixture {
+        sample: sample["sample_id"]
+            .as_str()
+            .ok_or("no sample id")?
+            .to_owned(),
+        user: target.id.to_string(),
+        token: target_token.token.id.to_string(),
+    };
+
+    let anonymous = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let mut callers: Vec<(String, Option<Role>, Caller)> = Vec::new();
+    let mut token_clients = Vec::new();
+    let mut sessions = Vec::new();
+    for role in Role::ALL {
+        token_clients.push((
+            *role,
+            TestApp::bearer_client(&app.token(role.as_str(), *role).await?)?,
+        ));
+        sessions.push((
+            *role,
+            app.session(&format!("{}.person", role.as_str()), *role)
+                .await?,
+        ));
+    }
+    callers.push(("nobody".into(), None, Caller::Nobody(&anonymous)));
+    for (role, client) in &token_clients {
+        callers.push((
+            format!("{} token", role.as_str()),
+            Some(*role),
+            Caller::Token(client),
+        ));
+    }
+    for (role, session) in &sessions {
+        callers.push((
+            format!("{} session", role.as_str()),
+            Some(*role),
+            Caller::Session(session),
+        ));
+    }
+
+    let rules = web::routes::access_rules();
+    assert!(
+        rules.len() > 40,
+        "the route table has {} routes",
+        rules.len()
+    );
+    let mut failures = Vec::new();
+    for rule in &rules {
+        let Some((path, body)) = request_for(rule, &fixture) else {
+            failures.push(format!(
+                "{} {} has no case in this test: add one to request_for",
+                rule.method, rule.path
+            ));
+            continue;
+        };
+        for (who, role, caller) in &callers {
+            // Logging out would end the session the later routes use: log out a second
+            // session of the same person instead.
+            let spare;
+            let caller = match (caller, rule.path) {
+                (Caller::Session(_), "/logout") => {
+                    let username = format!("{}.person", role.map_or("", |r| r.as_str()));
+                    spare = app.login(&username, support::PASSWORD).await?;
+                    &Caller::Session(&spare)
+                }
+                _ => caller,
+            };
+            let before = app.events().await?;
+            let status = send(&app, caller, rule, &path, &body).await?;
+            let after = app.events().await?;
+            let allowed = allows(*role, rule.access);
+            let ok = if rule.access == Access::Public {
+                status != StatusCode::FORBIDDEN && !status.is_server_error()
+            } else if allowed {
+                !matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
+                    && !status.is_server_error()
+            } else {
+                let refused = match role {
+                    Some(_) => status == StatusCode::FORBIDDEN,
+                    None => matches!(status, StatusCode::UNAUTHORIZED | StatusCode::SEE_OTHER),
+                };
+                refused && after == before
+            };
+            if !ok {
+                failures.push(format!(
+                    "{} {} as {who}: {status} (allowed: {allowed}; events {before} -> {after})",
+                    rule.method, path
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    Ok(())
+}
