@@ -448,7 +448,7 @@ async fn events_carry_the_logged_in_users_id_and_name() -> TestResult {
         StatusCode::SEE_OTHER
     );
     let (user_id, user): (Option<String>, Option<String>) = sqlx::query_as(
-        "SELECT metadata->>'user_id', metadata->>'user' FROM events ORDER BY global_position DESC LIMIT 1",
+        "SELECT metadata->>'user_id', metadata->>'user' FROM events ORDER BY position DESC LIMIT 1",
     )
     .fetch_one(&app.pool)
     .await?;
@@ -464,7 +464,7 @@ async fn events_carry_the_logged_in_users_id_and_name() -> TestResult {
         .await?;
     assert_eq!(forged.status(), StatusCode::CREATED);
     let user: Option<String> = sqlx::query_scalar(
-        "SELECT metadata->>'user' FROM events ORDER BY global_position DESC LIMIT 1",
+        "SELECT metadata->>'user' FROM events ORDER BY position DESC LIMIT 1",
     )
     .fetch_one(&app.pool)
     .await?;

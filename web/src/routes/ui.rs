@@ -443,6 +443,10 @@ async fn act(
         Err(error) => {
             error.log();
             let status = error.status();
+            // The sample exists (the command got past "not found"), but the read table may
+            // not show it yet, or not the version the form showed: wait for that first.
+            let seen = form.expected_version.trim().parse().unwrap_or(1);
+            state.samples.wait_for_version(id, seen).await;
             let page = detail_page(&state, id, identity.me(), Some(error.public_message())).await?;
             let mut response = render(status, &page);
             error.decorate(&mut response);
