@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Commands through HTTP with the whole pipeline running: `wrk` registers samples on
-# POST /api/samples (no Idempotency-Key, generated barcodes) against a `tracseq serve`
+# POST /api/samples (no Idempotency-Key, generated barcodes; a technician's API token)
+# against a `tracseq serve`
 # with its own database, Kafka-protocol broker (tansu, in memory) and schema registry.
 #
 #   web/benches/http_commands.sh [path/to/tracseq] [seconds]
@@ -33,11 +34,18 @@ export TRACSEQ_LISTEN="127.0.0.1:$APP_PORT" TRACSEQ_DB_MAX_CONNECTIONS=40
 "$BIN" schema-registry >"$WORK/registry.log" 2>&1 & REG_PID=$!
 wait_port "$REGISTRY_PORT"
 "$BIN" topics >"$WORK/topics.log" 2>&1
+# Every API call needs a login: a technician's API token, as an instrument would use.
+echo "benchmark administrator password" |
+  "$BIN" user create --username bench.admin --name "Bench admin" --role admin --password-stdin >/dev/null
+TOKEN=$("$BIN" token create --name wrk --role technician --by bench.admin)
 "$BIN" serve >"$WORK/app.log" 2>&1 & APP_PID=$!
 wait_port "$APP_PORT"
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$APP_PORT/health/ready" >/dev/null && break; sleep 0.2; done
 
-cat >"$WORK/register.lua" <<'LUA'
+cat >"$WORK/register.lua" <<LUA
+wrk.headers["Authorization"] = "Bearer $TOKEN"
+LUA
+cat >>"$WORK/register.lua" <<'LUA'
 wrk.method = "POST"
 wrk.body = '{"sample_type": "plasma", "volume_ul": "250", "temperature_zone": "-80"}'
 wrk.headers["Content-Type"] = "application/json"
