@@ -273,7 +273,7 @@ pub async fn guard(State(rule): State<Rule>, mut request: Request, next: Next) -
     let identity = match identify(&rule.state, request.headers()).await {
         Ok(identity) => identity,
         Err(error @ AppError::Unauthenticated(_)) if rule.access != Access::Public => {
-            return unauthenticated(&path, request.headers(), &error.public_message());
+            return unauthenticated(&path, "/samples", request.headers(), &error.public_message());
         }
         Err(AppError::Unauthenticated(_)) => None,
         Err(error) => {
@@ -288,8 +288,16 @@ pub async fn guard(State(rule): State<Rule>, mut request: Request, next: Next) -
         return next.run(request).await;
     }
     let Some(identity) = identity else {
+        // After logging in, a page read comes back to itself; a form post (whose
+        // address only answers POST) goes to the samples.
+        let back = if request.method() == Method::GET {
+            path.as_str()
+        } else {
+            "/samples"
+        };
         return unauthenticated(
             &path,
+            back,
             request.headers(),
             "Log in to continue (API clients: send 'Authorization: Bearer <token>').",
         );
@@ -327,7 +335,7 @@ pub async fn guard(State(rule): State<Rule>, mut request: Request, next: Next) -
 
 /// Not logged in: people reading a page are sent to the login page and back; everyone
 /// else gets a 401 that says how to authenticate.
-fn unauthenticated(path: &str, headers: &HeaderMap, message: &str) -> Response {
+fn unauthenticated(path: &str, back: &str, headers: &HeaderMap, message: &str) -> Response {
     let wants_page = !is_api(path)
         && headers
             .get(header::ACCEPT)
@@ -336,7 +344,7 @@ fn unauthenticated(path: &str, headers: &HeaderMap, message: &str) -> Response {
     if wants_page && path != "/logout" {
         return Redirect::to(&format!(
             "/login?next={}",
-            super::context::percent_encode(path)
+            super::context::percent_encode(back)
         ))
         .into_response();
     }
