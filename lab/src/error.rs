@@ -102,6 +102,16 @@ impl From<StoreError> for Error {
             StoreError::Payload(e) => {
                 Self::Internal(format!("stored data could not be decoded: {e}"))
             }
+            // Data exceptions (class 22: a NUL byte in text, a number out of range) are
+            // about the input, not the database's health: a safety net behind parsing.
+            StoreError::Database(sqlx::Error::Database(e))
+                if e.code().is_some_and(|c| c.starts_with("22")) =>
+            {
+                Self::invalid(
+                    "input",
+                    "the input contains something that cannot be stored (such as a NUL character or a number out of range); remove it and try again",
+                )
+            }
             other => Self::Unavailable(other),
         }
     }

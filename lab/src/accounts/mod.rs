@@ -649,6 +649,13 @@ impl Accounts {
         password: &str,
         address: Option<&str>,
     ) -> Result<User, Error> {
+        if username.trim().is_empty()
+            || username.len() > 256
+            || username.chars().any(char::is_control)
+        {
+            // No such username can exist (and PostgreSQL text cannot hold a NUL).
+            return Err(Error::Unauthenticated("Wrong username or password.".into()));
+        }
         let account_key = format!("account:{}", username.trim().to_lowercase());
         let address_key = address.map(|a| format!("address:{a}"));
         if let Some(key) = &address_key
