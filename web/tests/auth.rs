@@ -463,11 +463,10 @@ async fn events_carry_the_logged_in_users_id_and_name() -> TestResult {
         .send()
         .await?;
     assert_eq!(forged.status(), StatusCode::CREATED);
-    let user: Option<String> = sqlx::query_scalar(
-        "SELECT metadata->>'user' FROM events ORDER BY position DESC LIMIT 1",
-    )
-    .fetch_one(&app.pool)
-    .await?;
+    let user: Option<String> =
+        sqlx::query_scalar("SELECT metadata->>'user' FROM events ORDER BY position DESC LIMIT 1")
+            .fetch_one(&app.pool)
+            .await?;
     assert_eq!(user.as_deref(), Some("API token 'test suite'"));
     Ok(())
 }

@@ -3,12 +3,14 @@
 //! `./deploy-phase7.sh test` installs Chromium and ChromeDriver when they are missing;
 //! run directly, the test fails with a message saying what to install.
 
+mod support;
+
+use lab::accounts::Role;
 use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use web::{Application, Settings};
+use support::{TestApp, TestResult};
 
-type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -245,19 +247,12 @@ impl Browser {
     }
 }
 
-async fn spawn_app() -> Result<String, BoxError> {
-    let (pool, _) = event_sourcing::testkit::fresh_database(10).await?;
-    let settings =
-        Settings::from_lookup(|name| (name == "TRACSEQ_LISTEN").then(|| "127.0.0.1:0".into()))?;
-    let app = Application::with_pool(pool, &settings).await?;
-    let base = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped());
-    Ok(base)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lab_technician_registers_scans_receives_and_rejects_a_tube() -> TestResult {
-    let base = spawn_app().await?;
+    let app = TestApp::spawn().await?;
+    // A lab manager, so that the same person may also sign the rejection.
+    app.user("dana", Role::LabManager).await?;
+    let base = app.base.clone();
     let driver = start_driver().await?;
     let browser = Browser::open(&driver).await?;
     let result = scenario(&browser, &base).await;
@@ -266,6 +261,20 @@ async fn a_lab_technician_registers_scans_receives_and_rejects_a_tube() -> TestR
 }
 
 async fn scenario(b: &Browser, base: &str) -> TestResult {
+    // Every page needs a login: asking for one leads to the login page.
+    b.goto(&format!("{base}/samples")).await?;
+    wait_for_path(b, "/login").await?;
+    assert_eq!(
+        b.focused_id().await?,
+        "username",
+        "the login form takes the username first"
+    );
+    b.type_into("#username", "dana").await?;
+    b.type_into("#password", support::PASSWORD).await?;
+    b.click("#login").await?;
+    wait_for_path(b, "/samples").await?;
+    b.wait_for_text("#me", "dana (lab_manager)").await?;
+
     // The stylesheet loads under the Content-Security-Policy (styles live in
     // /static/app.css, none inline): the header is laid out as a row, and the notice
     // of a search that found nothing keeps its spacing.
@@ -288,8 +297,8 @@ async fn scenario(b: &Browser, base: &str) -> TestResult {
     b.click("#sample_type option[value=PLASMA]").await?;
     b.type_into("#volume_ul", "-3").await?;
     b.click("#temperature_zone option[value=MINUS_80]").await?;
-    b.type_into("#operator", "Dana Lee").await?;
-    b.click("button[type=submit]").await?;
+    // By its id: the header's "Log out" is a submit button too.
+    b.click("#register").await?;
     assert!(
         b.text("#volume_ul-error")
             .await?
@@ -305,12 +314,12 @@ async fn scenario(b: &Browser, base: &str) -> TestResult {
     )
     .await?;
     b.type_into("#volume_ul", "450").await?;
-    b.click("button[type=submit]").await?;
+    b.click("#register").await?;
     b.wait_for_sample_page().await?;
     b.wait_for_text("#status", "registered").await?;
     let timeline = b.text("#timeline").await?;
     assert!(
-        timeline.contains("Registered") && timeline.contains("Dana Lee"),
+        timeline.contains("Registered") && timeline.contains("dana (lab_manager)"),
         "{timeline}"
     );
 
@@ -321,11 +330,13 @@ async fn scenario(b: &Browser, base: &str) -> TestResult {
     b.wait_for_sample_page().await?;
     b.wait_for_text("h1 .mono", "WARD7-0042").await?;
 
-    // Receive (the operator is remembered), then reject with a reason.
+    // Receive, then reject with a reason, signed: the password again, and its meaning.
     b.type_into("#receive-notes", "arrived on dry ice").await?;
     b.click("#receive").await?;
     b.wait_for_text("#status", "received").await?;
     b.type_into("#reject-reason", "haemolysed").await?;
+    b.type_into("#reject-password", support::PASSWORD).await?;
+    b.click("#reject-meaning option[value=reviewed]").await?;
     b.click("#reject").await?;
     b.wait_for_text("#status", "rejected").await?;
     let timeline = b.text("#timeline").await?;
@@ -334,6 +345,8 @@ async fn scenario(b: &Browser, base: &str) -> TestResult {
         "arrived on dry ice",
         "Rejected (QC failed)",
         "haemolysed",
+        "dana (lab_manager)",
+        "Signed by dana (lab_manager) (reviewed)",
     ] {
         assert!(timeline.contains(expected), "{expected} in {timeline}");
     }
@@ -342,4 +355,22 @@ async fn scenario(b: &Browser, base: &str) -> TestResult {
         "a rejected sample offers no validation"
     );
     Ok(())
+}
+
+/// Waits (up to 5 s) for the browser to show `path` (the query aside).
+async fn wait_for_path(b: &Browser, path: &str) -> Result<(), BoxError> {
+    let mut last = String::new();
+    for _ in 0..100 {
+        last = b.url().await?;
+        let shown = last
+            .split_once("://")
+            .and_then(|(_, rest)| rest.split_once('/'))
+            .map_or("/", |(_, p)| p);
+        let shown = shown.split_once('?').map_or(shown, |(p, _)| p);
+        if shown.trim_start_matches('/') == path.trim_start_matches('/') {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(format!("the browser is at {last}, not {path}").into())
 }

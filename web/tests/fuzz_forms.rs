@@ -1,5 +1,8 @@
 //! A small fuzzer for every state-changing form and JSON command: long, empty, unicode,
 //! control characters, HTML and SQL fragments, negative and huge numbers, malformed ids.
+//! The forms are posted by a person logged in through the login form, with the session
+//! cookie and its CSRF token (so the real CSRF path is exercised, and forged tokens are
+//! tried too); the JSON commands are sent with an API token.
 //!
 //! Every answer must be below 500 and say something; a refused request (4xx) must append
 //! no event; and whatever a page shows back (a re-shown form, an error, the timeline after
@@ -8,18 +11,19 @@
 
 mod support;
 
+use lab::accounts::Role;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use sqlx::PgPool;
+use support::{Session, TestResult};
 use uuid::Uuid;
 
-type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 type AnyError = Box<dyn std::error::Error + Send + Sync>;
 
 struct TestApp {
-    base: String,
-    pool: PgPool,
-    client: reqwest::Client,
+    app: support::TestApp,
+    /// The administrator, logged in through the login form: forms are posted with its
+    /// session cookie and CSRF token.
+    session: Session,
     /// Everything that broke a rule, reported at the end.
     findings: Vec<String>,
     /// Requests sent, to show the run was not vacuous.
@@ -33,11 +37,11 @@ struct TestApp {
 
 impl TestApp {
     async fn spawn() -> Result<Self, AnyError> {
-        let support::TestApp { base, pool, client } = support::TestApp::spawn().await?;
+        let app = support::TestApp::spawn().await?;
+        let session = app.login("admin", support::PASSWORD).await?;
         Ok(Self {
-            base,
-            pool,
-            client,
+            app,
+            session,
             findings: Vec::new(),
             sent: 0,
             echoed: 0,
@@ -47,7 +51,17 @@ impl TestApp {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        self.app.url(path)
+    }
+
+    /// The API client (an administrator's token).
+    fn api(&self) -> &reqwest::Client {
+        &self.app.client
+    }
+
+    /// A form posted by the logged-in administrator.
+    fn form(&self, path: &str, fields: &[(&str, String)]) -> reqwest::RequestBuilder {
+        form(&self.session, path, fields)
     }
 
     fn next(&mut self) -> u64 {
@@ -57,7 +71,7 @@ impl TestApp {
 
     async fn events(&self) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar("SELECT count(*) FROM events")
-            .fetch_one(&self.pool)
+            .fetch_one(&self.app.pool)
             .await
     }
 
@@ -74,11 +88,11 @@ impl TestApp {
         self.sent += 1;
         let status = response.status();
         *self.statuses.entry(status.as_u16()).or_default() += 1;
+        // Read as bytes: a path of the site may hold UTF-8 (the login form's `next`).
         let location = response
             .headers()
             .get("location")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         let html = is_html(&response);
         let body = response.text().await?;
         let after = self.events().await?;
@@ -107,7 +121,7 @@ impl TestApp {
 
     /// Follows a success to the page it leads to, which shows what was entered.
     async fn follow(&mut self, what: &str, input: &str, location: &str) -> Result<(), AnyError> {
-        let response = self.client.get(self.url(location)).send().await?;
+        let response = self.session.client.get(self.url(location)).send().await?;
         self.sent += 1;
         let status = response.status();
         let body = response.text().await?;
@@ -142,7 +156,7 @@ impl TestApp {
     async fn sample(&mut self, received: bool) -> Result<Uuid, AnyError> {
         let n = self.next();
         let created: Value = self
-            .client
+            .api()
             .post(self.url("/api/samples"))
             .header("Prefer", "return=representation")
             .json(&json!({"barcode": format!("FZS-{n}"), "sample_type": "dna", "volume_ul": 10, "temperature_zone": "-80"}))
@@ -157,7 +171,7 @@ impl TestApp {
             .map_err(|e| format!("no sample id in {created}: {e}"))?;
         if received {
             let response = self
-                .client
+                .api()
                 .post(self.url(&format!("/api/samples/{id}/receive")))
                 .header("Prefer", "return=representation")
                 .json(&json!({}))
@@ -196,6 +210,15 @@ impl TestApp {
         )
         .into())
     }
+}
+
+/// A form posted with `session`'s cookie, and its CSRF token unless `fields` has one.
+fn form(session: &Session, path: &str, fields: &[(&str, String)]) -> reqwest::RequestBuilder {
+    let mut all = fields.to_vec();
+    if !all.iter().any(|(name, _)| *name == "csrf_token") {
+        all.push(("csrf_token", session.csrf.clone()));
+    }
+    session.client.post(session.url(path)).form(&all)
 }
 
 fn is_html(response: &reqwest::Response) -> bool {
@@ -384,7 +407,7 @@ fn values() -> Vec<String> {
     values
 }
 
-const REGISTER_FIELDS: [&str; 9] = [
+const REGISTER_FIELDS: [&str; 8] = [
     "barcode",
     "sample_type",
     "volume_ul",
@@ -392,7 +415,6 @@ const REGISTER_FIELDS: [&str; 9] = [
     "patient",
     "collected_at",
     "collected_by",
-    "operator",
     "command_id",
 ];
 
@@ -405,7 +427,6 @@ fn valid_registration(n: u64) -> Vec<(&'static str, String)> {
         ("patient", "MRN-1".into()),
         ("collected_at", String::new()),
         ("collected_by", String::new()),
-        ("operator", "Fuzz".into()),
         ("command_id", Uuid::now_v7().to_string()),
     ]
 }
@@ -424,7 +445,7 @@ async fn the_registration_form_survives_hostile_input() -> TestResult {
                 }
             }
             let what = format!("POST /samples {field}");
-            let request = app.client.post(app.url("/samples")).form(&form);
+            let request = app.form("/samples", &form);
             let (status, location) = app.check(&what, value, request).await?;
             if status == StatusCode::SEE_OTHER
                 && let Some(location) = location
@@ -446,7 +467,7 @@ async fn the_registration_form_survives_hostile_input() -> TestResult {
             .find(|v| v.contains('<'))
             .unwrap_or_default()
             .to_owned();
-        let request = app.client.post(app.url("/samples")).form(&form);
+        let request = app.form("/samples", &form);
         let (status, location) = app
             .check("POST /samples (all hostile)", &input, request)
             .await?;
@@ -457,29 +478,43 @@ async fn the_registration_form_survives_hostile_input() -> TestResult {
                 .await?;
         }
     }
-    // Bodies a browser would not send.
+    // Bodies a browser would not send: with the CSRF token (first, last, or twice), and
+    // without it.
+    let csrf = format!("csrf_token={}", app.session.csrf);
     for body in [
         "".to_owned(),
-        "barcode=a&barcode=b&operator=Fuzz".to_owned(),
-        "unknown=1&operator=Fuzz".to_owned(),
-        "barcode=%zz&operator=%".to_owned(),
-        "barcode=%FF%FE%00&operator=Fuzz".to_owned(),
-        "=&&=&barcode".to_owned(),
-        "operator=".to_owned() + &"%3Cscript%3E".repeat(1000),
+        csrf.clone(),
+        format!("barcode=a&barcode=b&{csrf}"),
+        format!("unknown=1&{csrf}"),
+        format!("{csrf}&barcode=%zz&patient=%"),
+        format!("barcode=%FF%FE%00&{csrf}"),
+        format!("=&&=&barcode&{csrf}"),
+        format!("{csrf}&{csrf}&barcode=X"),
+        format!("{csrf}&csrf_token=forged&barcode=X"),
+        format!("patient={}&{csrf}", "%3Cscript%3E".repeat(1000)),
+        "barcode=%zz&patient=%".to_owned(),
+        "patient=".to_owned() + &"%3Cscript%3E".repeat(1000),
     ] {
         let request = app
+            .session
             .client
             .post(app.url("/samples"))
             .header("content-type", "application/x-www-form-urlencoded")
             .body(body.clone());
         app.check("POST /samples raw body", &body, request).await?;
     }
-    let request = app
-        .client
-        .post(app.url("/samples"))
-        .header("content-type", "application/json")
-        .body("{\"barcode\": \"X\"}");
-    app.check("POST /samples as JSON", "", request).await?;
+    for csrf_header in [Some(app.session.csrf.clone()), None] {
+        let mut request = app
+            .session
+            .client
+            .post(app.url("/samples"))
+            .header("content-type", "application/json")
+            .body("{\"barcode\": \"X\"}");
+        if let Some(token) = csrf_header {
+            request = request.header("x-csrf-token", token);
+        }
+        app.check("POST /samples as JSON", "", request).await?;
+    }
 
     // The check is not vacuous: the form re-shows markup that was typed, escaped.
     assert!(app.echoed > 20, "only {} escaped echoes seen", app.echoed);
@@ -495,19 +530,30 @@ async fn the_registration_form_survives_hostile_input() -> TestResult {
 #[tokio::test]
 async fn the_action_forms_survive_hostile_input() -> TestResult {
     let mut app = TestApp::spawn().await?;
+    // Wrong signature passwords are throttled per person: the signature's password is
+    // fuzzed by a lab manager of its own, so the administrator can still sign after.
+    let signer = app.app.session("quinn", Role::LabManager).await?;
     let values = values();
     let mut registered = None;
     let mut received = None;
     let fields = [
-        "operator",
         "notes",
         "reason",
         "expected_version",
         "command_id",
+        "meaning",
+        "csrf_token",
+        "password",
     ];
     for (i, field) in fields.iter().enumerate() {
         for (j, value) in values.iter().enumerate() {
-            let action = ["receive", "validate", "reject"][(i + j) % 3];
+            // The text fields go to the actions that record them (and show them in the
+            // timeline); the others to each action in turn.
+            let action = match *field {
+                "notes" => ["receive", "validate"][j % 2],
+                "reason" => "reject",
+                _ => ["receive", "validate", "reject"][(i + j) % 3],
+            };
             let current = if action == "validate" {
                 received
             } else {
@@ -526,23 +572,32 @@ async fn the_action_forms_survive_hostile_input() -> TestResult {
                 }
             };
             let mut form = vec![
-                ("operator", "Fuzz".to_owned()),
                 ("notes", String::new()),
                 ("reason", "damaged tube".to_owned()),
                 ("expected_version", String::new()),
                 ("command_id", Uuid::now_v7().to_string()),
+                ("password", support::PASSWORD.to_owned()),
+                ("meaning", "approved".to_owned()),
+                ("csrf_token", app.session.csrf.clone()),
             ];
+            let by = if *field == "password" {
+                form.retain(|(name, _)| *name != "csrf_token");
+                &signer
+            } else {
+                &app.session
+            };
             for (name, slot) in &mut form {
                 if name == field {
                     *slot = value.clone();
                 }
             }
             let what = format!("POST /samples/{{id}}/{action} {field}");
-            let request = app
-                .client
-                .post(app.url(&format!("/samples/{id}/{action}")))
-                .form(&form);
+            let request = self::form(by, &format!("/samples/{id}/{action}"), &form);
             let (status, location) = app.check(&what, value, request).await?;
+            if *field == "csrf_token" && !status.is_client_error() {
+                app.findings
+                    .push(format!("{what} [a forged CSRF token]: answered {status}"));
+            }
             if status == StatusCode::SEE_OTHER {
                 if action == "validate" {
                     received = None;
@@ -558,28 +613,33 @@ async fn the_action_forms_survive_hostile_input() -> TestResult {
     // Hostile ids and actions in the path.
     let id = app.sample(false).await?;
     for value in &values {
-        let request = app
-            .client
-            .post(app.url(&format!("/samples/{}/receive", segment(value))))
-            .form(&[("operator", "Fuzz")]);
+        let request = app.form(
+            &format!("/samples/{}/receive", segment(value)),
+            &[("notes", "fuzz".to_owned())],
+        );
         app.check("POST /samples/{hostile id}/receive", value, request)
             .await?;
-        let request = app
-            .client
-            .post(app.url(&format!("/samples/{id}/{}", segment(value))))
-            .form(&[("operator", "Fuzz")]);
+        let request = app.form(
+            &format!("/samples/{id}/{}", segment(value)),
+            &[("notes", "fuzz".to_owned())],
+        );
         app.check("POST /samples/{id}/{hostile action}", value, request)
             .await?;
-        let request = app
-            .client
-            .post(app.url(&format!("/dead-letters/{}/reprocess", segment(value))));
+        let request = app.form(&format!("/dead-letters/{}/reprocess", segment(value)), &[]);
         app.check("POST /dead-letters/{hostile}/reprocess", value, request)
             .await?;
     }
-    assert!(app.echoed > 10, "only {} escaped echoes seen", app.echoed);
+    // Only the notes and the reason are shown back (in the timeline, after a success):
+    // each markup value typed into them must be seen there, escaped.
+    assert!(app.echoed >= 8, "only {} escaped echoes seen", app.echoed);
     assert!(
         app.answered(303) > 100,
         "too few successes: {:?}",
+        app.statuses
+    );
+    assert!(
+        app.answered(403) > 50,
+        "forged CSRF tokens were not refused: {:?}",
         app.statuses
     );
     app.report()
@@ -623,20 +683,25 @@ async fn the_json_commands_survive_hostile_input() -> TestResult {
             let mut body = base(n);
             body[field] = value.clone();
             let input = value.as_str().unwrap_or_default().to_owned();
-            let request = app.client.post(app.url("/api/samples")).json(&body);
+            let request = app.api().post(app.url("/api/samples")).json(&body);
             app.check(&format!("POST /api/samples {field}"), &input, request)
                 .await?;
         }
     }
-    // Headers: who is acting, and the idempotency key.
-    for header in ["x-user", "idempotency-key"] {
+    // Headers: the idempotency key, and the trace the command joins.
+    for header in [
+        "idempotency-key",
+        "x-correlation-id",
+        "traceparent",
+        "tracestate",
+    ] {
         for value in &values {
             let Ok(header_value) = reqwest::header::HeaderValue::from_str(value) else {
                 continue;
             };
             let n = app.next();
             let request = app
-                .client
+                .api()
                 .post(app.url("/api/samples"))
                 .header(header, header_value)
                 .json(&base(n));
@@ -667,7 +732,7 @@ async fn the_json_commands_survive_hostile_input() -> TestResult {
     raw_bodies.push(format!("{}1{}", "{\"a\":".repeat(5_000), "}".repeat(5_000)).into_bytes());
     for body in &raw_bodies {
         let request = app
-            .client
+            .api()
             .post(app.url("/api/samples"))
             .header("content-type", "application/json")
             .body(body.clone());
@@ -689,10 +754,17 @@ async fn the_json_commands_survive_hostile_input() -> TestResult {
                     id
                 }
             };
+            let mut body = json!({ key: value });
+            if action == "reject" {
+                // A QC decision sent with an API token is signed by a person.
+                body["signer"] = json!("admin");
+                body["password"] = json!(support::PASSWORD);
+                body["meaning"] = json!("approved");
+            }
             let request = app
-                .client
+                .api()
                 .post(app.url(&format!("/api/samples/{id}/{action}")))
-                .json(&json!({ key: value }));
+                .json(&body);
             let input = value.as_str().unwrap_or_default().to_owned();
             let (status, _) = app
                 .check(
@@ -709,7 +781,7 @@ async fn the_json_commands_survive_hostile_input() -> TestResult {
     let id = app.sample(false).await?;
     for body in &raw_bodies {
         let request = app
-            .client
+            .api()
             .post(app.url(&format!("/api/samples/{id}/reject")))
             .header("content-type", "application/json")
             .body(body.clone());
@@ -756,13 +828,196 @@ async fn the_json_commands_survive_hostile_input() -> TestResult {
                 ),
             ),
         ] {
-            let request = app.client.request(method, app.url(&path)).json(&json!({}));
+            let request = app.api().request(method, app.url(&path)).json(&json!({}));
             app.check(&path, value, request).await?;
+        }
+    }
+    // Last, the electronic signature of a QC decision: wrong signers and passwords are
+    // throttled like logins (per account and per address), so nothing after this may
+    // need a signature.
+    let mut received = None;
+    for key in ["meaning", "signer", "password"] {
+        for value in &typed {
+            let id = match received {
+                Some(id) => id,
+                None => {
+                    let id = app.sample(true).await?;
+                    received = Some(id);
+                    id
+                }
+            };
+            let mut body =
+                json!({"signer": "admin", "password": support::PASSWORD, "meaning": "approved"});
+            body[key] = value.clone();
+            let request = app
+                .api()
+                .post(app.url(&format!("/api/samples/{id}/validate")))
+                .json(&body);
+            let input = value.as_str().unwrap_or_default().to_owned();
+            let (status, _) = app
+                .check(
+                    &format!("POST /api/samples/{{id}}/validate {key}"),
+                    &input,
+                    request,
+                )
+                .await?;
+            if status.is_success() {
+                received = None;
+            }
         }
     }
     assert!(app.sent > 1500, "{} requests", app.sent);
     assert!(
         app.answered(201) > 100,
+        "too few successes: {:?}",
+        app.statuses
+    );
+    app.report()
+}
+
+/// The forms of one's own account, of the administrator, and the login form.
+#[tokio::test]
+async fn the_account_admin_and_login_forms_survive_hostile_input() -> TestResult {
+    let mut app = TestApp::spawn().await?;
+    let values = values();
+    // Every session this test needs is opened now: fuzzing the login form below trips
+    // the login throttle (per account and per address), after which no one logs in.
+    let pat = app.app.session("pat", Role::Technician).await?;
+
+    // Creating an account.
+    let user_fields = ["username", "display_name", "role", "password"];
+    for field in user_fields {
+        for value in &values {
+            let n = app.next();
+            let mut form = vec![
+                ("username", format!("fuzz{n}")),
+                ("display_name", format!("Fuzz {n}")),
+                ("role", "technician".to_owned()),
+                ("password", format!("Fuzzed password {n} ok")),
+            ];
+            for (name, slot) in &mut form {
+                if *name == field {
+                    *slot = value.clone();
+                }
+            }
+            let request = app.form("/admin/users", &form);
+            app.check(&format!("POST /admin/users {field}"), value, request)
+                .await?;
+        }
+    }
+    // Creating an API token.
+    for field in ["name", "role"] {
+        for value in &values {
+            let n = app.next();
+            let mut form = vec![
+                ("name", format!("fuzz token {n}")),
+                ("role", "viewer".to_owned()),
+            ];
+            for (name, slot) in &mut form {
+                if *name == field {
+                    *slot = value.clone();
+                }
+            }
+            let request = app.form("/admin/tokens", &form);
+            app.check(&format!("POST /admin/tokens {field}"), value, request)
+                .await?;
+        }
+    }
+    // Changing one's password (never successfully: that would end the session). The
+    // two new passwords differ unless the current one is what is fuzzed.
+    let new_password = "a new password for pat".to_owned();
+    for field in ["new_password", "confirm_password", "current_password"] {
+        for value in &values {
+            let mut form = vec![
+                ("current_password", support::PASSWORD.to_owned()),
+                ("new_password", new_password.clone()),
+                ("confirm_password", new_password.clone()),
+            ];
+            for (name, slot) in &mut form {
+                if *name == field {
+                    *slot = value.clone();
+                }
+            }
+            let request = self::form(&pat, "/account/password", &form);
+            let what = format!("POST /account/password {field}");
+            let (status, _) = app.check(&what, value, request).await?;
+            if !status.is_client_error() {
+                app.findings.push(format!(
+                    "{what} [input {:?}]: answered {status}",
+                    shorten(value)
+                ));
+            }
+        }
+    }
+    // Logging in, with a client of its own (no session, so no CSRF token): first where
+    // to go next with the right password (each a success), then wrong usernames and
+    // passwords, which end in the throttle's 429.
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let login_url = app.url("/login");
+    let login = |fields: &[(&str, String)]| browser.post(&login_url).form(fields);
+    for value in &values {
+        for next in [value.clone(), format!("/{value}")] {
+            let request = login(&[
+                ("username", "admin".to_owned()),
+                ("password", support::PASSWORD.to_owned()),
+                ("next", next.clone()),
+            ]);
+            let (status, location) = app.check("POST /login next", &next, request).await?;
+            let location = location.unwrap_or_default();
+            if status == StatusCode::SEE_OTHER
+                && (!location.starts_with('/') || location.starts_with("//"))
+            {
+                app.findings.push(format!(
+                    "POST /login next [input {:?}]: leads off the site, to {location:?}",
+                    shorten(&next)
+                ));
+            }
+        }
+    }
+    for field in ["username", "password"] {
+        for value in &values {
+            let mut form = vec![
+                ("username", "admin".to_owned()),
+                ("password", support::PASSWORD.to_owned()),
+                ("next", "/samples".to_owned()),
+            ];
+            for (name, slot) in &mut form {
+                if *name == field {
+                    *slot = value.clone();
+                }
+            }
+            let request = login(&form);
+            app.check(&format!("POST /login {field}"), value, request)
+                .await?;
+        }
+    }
+    let mut rng = Rng(7);
+    for _ in 0..40 {
+        let form: Vec<(&str, String)> = ["username", "password", "next"]
+            .into_iter()
+            .map(|field| (field, rng.hostile()))
+            .collect();
+        let input = form
+            .iter()
+            .map(|(_, v)| v.as_str())
+            .find(|v| v.contains('<'))
+            .unwrap_or_default()
+            .to_owned();
+        let request = login(&form);
+        app.check("POST /login (all hostile)", &input, request)
+            .await?;
+    }
+
+    assert!(app.echoed > 10, "only {} escaped echoes seen", app.echoed);
+    assert!(
+        app.answered(429) > 0,
+        "the login throttle never answered: {:?}",
+        app.statuses
+    );
+    assert!(
+        app.answered(201) + app.answered(303) > 100,
         "too few successes: {:?}",
         app.statuses
     );

@@ -2,15 +2,19 @@
 //! and the samples page is fed by a Kafka consumer group; poison messages go to the dead
 //! letters, and re-processing them once the cause is fixed applies them once.
 
+mod support;
+
 use kafka::testkit::{Broker, read_topic, registry};
+use lab::accounts::{Accounts, Actor, NewUser, Principal, PrincipalKind, Role};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use web::{Application, Settings};
 
+use support::TestResult;
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type TestResult = Result<(), BoxError>;
 
 /// A `tracseq relay` process, killed when dropped, so that a failing test leaves none
 /// running.
@@ -36,8 +40,16 @@ struct Platform {
     pool: sqlx::PgPool,
     database_url: String,
     registry_url: String,
+    /// Authenticated as an administrator by API token.
     http: reqwest::Client,
+    accounts: Accounts,
     broker: Broker,
+}
+
+/// A browser-like client logged in through the login form, and its CSRF token.
+struct Session {
+    client: reqwest::Client,
+    csrf: String,
 }
 
 impl Platform {
@@ -75,14 +87,85 @@ impl Platform {
         let app = Application::with_pool(pool.clone(), &settings).await?;
         let base = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped());
+        // Every call needs a login: an administrator, whose API token the tests use.
+        let accounts = Accounts::new(pool.clone(), settings.account_policy());
+        let admin = accounts
+            .create_user(
+                &NewUser {
+                    username: "admin".into(),
+                    display_name: "Ada Admin".into(),
+                    role: "admin".into(),
+                    password: support::PASSWORD.into(),
+                },
+                Actor::CLI,
+            )
+            .await?;
+        let admin = Principal {
+            id: admin.id,
+            name: admin.display_name,
+            role: Role::Admin,
+            kind: PrincipalKind::User,
+        };
+        let token = accounts
+            .create_token("pipeline tests", "admin", &admin, None)
+            .await?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.secret))?,
+        );
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .build()?;
         Ok(Self {
             base,
             pool,
             database_url,
             registry_url,
-            http: reqwest::Client::new(),
+            http,
+            accounts,
             broker,
         })
+    }
+
+    /// A new account `username` with `role` (display name "`username` (`role`)"),
+    /// logged in through the login form.
+    async fn session(&self, username: &str, role: Role) -> Result<Session, BoxError> {
+        self.accounts
+            .create_user(
+                &NewUser {
+                    username: username.into(),
+                    display_name: format!("{username} ({})", role.as_str()),
+                    role: role.as_str().into(),
+                    password: support::PASSWORD.into(),
+                },
+                Actor::CLI,
+            )
+            .await?;
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .cookie_store(true)
+            .build()?;
+        let response = client
+            .post(format!("{}/login", self.base))
+            .form(&[
+                ("username", username),
+                ("password", support::PASSWORD),
+                ("next", "/account"),
+            ])
+            .send()
+            .await?;
+        if response.status() != StatusCode::SEE_OTHER {
+            return Err(format!("login as {username} answered {}", response.status()).into());
+        }
+        let page = client
+            .get(format!("{}/account", self.base))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let csrf = support::csrf_in(&page).ok_or("no csrf_token on the account page")?;
+        Ok(Session { client, csrf })
     }
 
     /// A `tracseq relay` process of its own for this platform.
@@ -108,9 +191,12 @@ impl Platform {
             let (status, created) = self.post("/api/samples", body).await?;
             assert_eq!(status, StatusCode::CREATED, "{created}");
             let id = created["sample_id"].as_str().unwrap_or_default().to_owned();
-            for action in ["receive", "validate"] {
+            // A QC decision sent with an API token is signed by a person.
+            let signature =
+                json!({"signer": "admin", "password": support::PASSWORD, "meaning": "approved"});
+            for (action, body) in [("receive", json!({})), ("validate", signature)] {
                 let (status, body) = self
-                    .post(&format!("/api/samples/{id}/{action}"), json!({}))
+                    .post(&format!("/api/samples/{id}/{action}"), body)
                     .await?;
                 assert_eq!(status, StatusCode::OK, "{body}");
             }
@@ -269,15 +355,16 @@ async fn commands_flow_through_kafka_to_the_samples_page() -> TestResult {
     assert_eq!(received["sample"]["status"], "received", "{received}");
 
     // A form's command answers at once; the page it leads to waits for the read model
-    // (fed through Kafka) to show the write.
-    let no_redirects = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()?;
+    // (fed through Kafka) to show the write. A lab manager, logged in, signs it.
+    let cy = p.session("cy", Role::LabManager).await?;
+    let no_redirects = &cy.client;
     let response = no_redirects
         .post(format!("{}/samples/{id}/validate", p.base))
         .form(&[
-            ("operator", "Cy"),
+            ("password", support::PASSWORD),
+            ("meaning", "approved"),
             ("command_id", &uuid::Uuid::now_v7().to_string()),
+            ("csrf_token", &cy.csrf),
         ])
         .send()
         .await?;
@@ -296,6 +383,18 @@ async fn commands_flow_through_kafka_to_the_samples_page() -> TestResult {
         .text()
         .await?;
     assert!(page.contains("id=\"status\">validated<"), "{page}");
+    let who: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT event_type, metadata->>'user' FROM events ORDER BY position")
+            .fetch_all(&p.pool)
+            .await?;
+    assert_eq!(
+        who[2],
+        (
+            "SampleValidated".to_owned(),
+            Some("cy (lab_manager)".to_owned())
+        ),
+        "{who:?}"
+    );
 
     let applied: i64 =
         sqlx::query_scalar("SELECT count(*) FROM processed_events WHERE consumer = 'samples'")

@@ -245,7 +245,10 @@ async fn every_role_against_every_route() -> TestResult {
             // Some things need a person even where the role allows them: a token cannot
             // change a password or create another token (a 403 that says so).
             let person_only = matches!(caller, Caller::Token(_))
-                && matches!(rule.path, "/account/password" | "/admin/tokens" | "/api/tokens");
+                && matches!(
+                    rule.path,
+                    "/account/password" | "/admin/tokens" | "/api/tokens"
+                );
             let ok = if person_only && allowed && rule.method == reqwest::Method::POST {
                 status == StatusCode::FORBIDDEN && after == before
             } else if rule.access == Access::Public {

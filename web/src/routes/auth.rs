@@ -273,7 +273,12 @@ pub async fn guard(State(rule): State<Rule>, mut request: Request, next: Next) -
     let identity = match identify(&rule.state, request.headers()).await {
         Ok(identity) => identity,
         Err(error @ AppError::Unauthenticated(_)) if rule.access != Access::Public => {
-            return unauthenticated(&path, "/samples", request.headers(), &error.public_message());
+            return unauthenticated(
+                &path,
+                "/samples",
+                request.headers(),
+                &error.public_message(),
+            );
         }
         Err(AppError::Unauthenticated(_)) => None,
         Err(error) => {
