@@ -256,6 +256,17 @@ impl Actor<'_> {
     };
 }
 
+/// One line of the account audit trail.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEntry {
+    pub at: DateTime<Utc>,
+    pub actor_name: Option<String>,
+    pub action: String,
+    pub subject: Option<String>,
+    pub detail: Option<String>,
+    pub address: Option<String>,
+}
+
 #[derive(Clone)]
 pub struct Accounts {
     pool: PgPool,
@@ -372,6 +383,29 @@ impl Accounts {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// The newest `limit` lines of the account audit trail.
+    pub async fn audit_trail(&self, limit: i64) -> Result<Vec<AuditEntry>, Error> {
+        sqlx::query(
+            "SELECT at, actor_name, action, subject, detail, address FROM account_audit \
+             ORDER BY id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(AuditEntry {
+                at: row.try_get("at")?,
+                actor_name: row.try_get("actor_name")?,
+                action: row.try_get("action")?,
+                subject: row.try_get("subject")?,
+                detail: row.try_get("detail")?,
+                address: row.try_get("address")?,
+            })
+        })
+        .collect()
     }
 
     // ----- users -------------------------------------------------------------------

@@ -268,6 +268,28 @@ pub async fn reset_password(
     .await
 }
 
+#[derive(Template)]
+#[template(path = "admin/audit.html")]
+struct AuditPage {
+    me: Option<Me>,
+    entries: Vec<lab::accounts::AuditEntry>,
+}
+
+/// `GET /admin/audit`: logins, failures and every change to accounts and tokens.
+pub async fn audit(
+    State(state): State<AppState>,
+    identity: Identity,
+) -> Result<Response, PageError> {
+    let entries = state.accounts.audit_trail(500).await?;
+    Ok(render(
+        StatusCode::OK,
+        &AuditPage {
+            me: Some(identity.me()),
+            entries,
+        },
+    ))
+}
+
 // ----- API tokens ----------------------------------------------------------------------
 
 #[derive(Template)]

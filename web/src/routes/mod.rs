@@ -263,6 +263,7 @@ pub fn route_table() -> Vec<(RouteRule, MethodRouter<AppState>)> {
             Needs(Administer),
             post(admin::reset_password),
         ),
+        r(GET, "/admin/audit", Needs(Administer), get(admin::audit)),
         r(GET, "/admin/tokens", Needs(Administer), get(admin::tokens)),
         r(
             POST,
