@@ -186,6 +186,16 @@ impl Settings {
             }
             Ok(value)
         }
+        fn at_most(value: u64, max: u64, name: &'static str) -> Result<u64, ConfigError> {
+            if value > max {
+                return Err(ConfigError {
+                    name,
+                    value: value.to_string(),
+                    reason: format!("must be at most {max}"),
+                });
+            }
+            Ok(value)
+        }
         let database_url =
             lookup("DATABASE_URL").unwrap_or_else(|| Self::DEFAULT_DATABASE_URL.to_owned());
         PgConnectOptions::from_str(&database_url).map_err(|e| ConfigError {
@@ -260,12 +270,20 @@ impl Settings {
                 parse(&lookup, "TRACSEQ_REQUEST_TIMEOUT_MS", 30_000)?,
                 "TRACSEQ_REQUEST_TIMEOUT_MS",
             )?,
-            session_idle_minutes: positive(
-                parse(&lookup, "TRACSEQ_SESSION_IDLE_MINUTES", 30)?,
+            session_idle_minutes: at_most(
+                positive(
+                    parse(&lookup, "TRACSEQ_SESSION_IDLE_MINUTES", 30)?,
+                    "TRACSEQ_SESSION_IDLE_MINUTES",
+                )?,
+                7 * 24 * 60,
                 "TRACSEQ_SESSION_IDLE_MINUTES",
             )?,
-            session_max_hours: positive(
-                parse(&lookup, "TRACSEQ_SESSION_MAX_HOURS", 12)?,
+            session_max_hours: at_most(
+                positive(
+                    parse(&lookup, "TRACSEQ_SESSION_MAX_HOURS", 12)?,
+                    "TRACSEQ_SESSION_MAX_HOURS",
+                )?,
+                30 * 24,
                 "TRACSEQ_SESSION_MAX_HOURS",
             )?,
             secure_cookies: match lookup("TRACSEQ_SECURE_COOKIES").as_deref().map(str::trim) {

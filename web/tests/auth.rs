@@ -261,11 +261,12 @@ async fn failed_logins_are_throttled_per_account_with_a_message() -> TestResult 
         audit.iter().filter(|(a, _)| a == "login.failure").count(),
         5
     );
-    assert!(
-        audit
-            .iter()
-            .all(|(_, d)| d.as_deref().is_none_or(|d| !d.contains("wrong")))
-    );
+    let leaked: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM account_audit WHERE concat_ws('|', subject, detail) LIKE '%wrong password!%'",
+    )
+    .fetch_one(&app.pool)
+    .await?;
+    assert_eq!(leaked, 0, "no attempted password is in the audit trail");
     Ok(())
 }
 
@@ -403,9 +404,19 @@ async fn tokens_act_within_their_role_until_revoked_and_show_their_last_use() ->
         .await?;
     assert_eq!(qc.status(), StatusCode::FORBIDDEN);
 
-    let listed: Vec<Value> = app
+    // Administration needs a person: the test suite's own (lab manager) token is refused.
+    assert_eq!(
+        app.client
+            .get(app.url("/api/tokens"))
+            .send()
+            .await?
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    let admin = app.login("admin", PASSWORD).await?;
+    let listed: Vec<Value> = admin
         .client
-        .get(app.url("/api/tokens"))
+        .get(admin.url("/api/tokens"))
         .send()
         .await?
         .json()
@@ -420,9 +431,10 @@ async fn tokens_act_within_their_role_until_revoked_and_show_their_last_use() ->
     );
     assert!(entry.get("secret").is_none() && entry.get("token_hash").is_none());
     let token_id = entry["id"].as_str().ok_or("no token id")?;
-    let revoked = app
+    let revoked = admin
         .client
-        .post(app.url(&format!("/api/tokens/{token_id}/revoke")))
+        .post(admin.url(&format!("/api/tokens/{token_id}/revoke")))
+        .header("x-csrf-token", &admin.csrf)
         .send()
         .await?;
     assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
@@ -567,7 +579,8 @@ async fn disabling_an_account_ends_its_sessions_and_the_last_admin_stays() -> Te
         .send()
         .await?;
     assert_eq!(again.status(), StatusCode::UNAUTHORIZED);
-    assert!(again.text().await?.contains("disabled"));
+    // Refused like a wrong password: a disabled account's right password is not confirmed.
+    assert!(again.text().await?.contains("Wrong username or password"));
     // The only administrator cannot demote or disable themselves.
     let demote = admin
         .form(
@@ -592,5 +605,142 @@ async fn behind_https_the_session_cookie_is_secure() -> TestResult {
         .await?;
     let cookie = session_cookie(&response).ok_or("no cookie")?;
     assert!(cookie.contains("; Secure"), "{cookie}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn parallel_wrong_logins_cannot_outrun_the_limit() -> TestResult {
+    let app = TestApp::spawn().await?;
+    app.user("jo", Role::Technician).await?;
+    let attempts = (0..20).map(|_| {
+        no_redirects()
+            .post(app.url("/login"))
+            .form(&[("username", "jo"), ("password", "wrong password!!")])
+            .send()
+    });
+    let statuses: Vec<StatusCode> = futures::future::join_all(attempts)
+        .await
+        .into_iter()
+        .map(|r| r.map(|r| r.status()))
+        .collect::<Result<_, _>>()?;
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let throttled = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(checked + throttled, 20, "{statuses:?}");
+    assert!(
+        checked <= 5,
+        "{checked} passwords were checked: {statuses:?}"
+    );
+    // An administrator's reset unlocks the account.
+    let admin = app.login("admin", PASSWORD).await?;
+    let jo = app.accounts.user_by_name("jo").await?.ok_or("no jo")?;
+    let reset = admin
+        .form(
+            &format!("/admin/users/{}/password", jo.id),
+            &[("new_password", "a brand new password")],
+        )
+        .await?;
+    assert_eq!(reset.status(), StatusCode::OK);
+    app.login("jo", "a brand new password").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn only_integrations_sign_for_someone_else_and_only_with_their_password() -> TestResult {
+    let app = TestApp::spawn().await?;
+    let manager = app.user("kim", Role::LabManager).await?;
+    app.user("lee", Role::Technician).await?;
+    let session = app.login("kim", PASSWORD).await?;
+    let created: Value = app
+        .client
+        .post(app.url("/api/samples"))
+        .json(&json!({ "sample_type": "DNA", "volume_ul": 10, "temperature_zone": "MINUS_80" }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let id = created["sample_id"].as_str().ok_or("no id")?.to_owned();
+    let validate = format!("/api/samples/{id}/validate");
+    app.client
+        .post(app.url(&format!("/api/samples/{id}/receive")))
+        .send()
+        .await?;
+    let before = app.events().await?;
+    // A person logged in cannot sign in a colleague's name, even with their password.
+    let as_colleague = session
+        .client
+        .post(session.url(&validate))
+        .header("x-csrf-token", &session.csrf)
+        .json(&json!({ "signer": "admin", "password": PASSWORD, "meaning": "approved" }))
+        .send()
+        .await?;
+    assert_eq!(as_colleague.status(), StatusCode::BAD_REQUEST);
+    // An integration must present a signer allowed to take QC decisions...
+    let technician = app
+        .client
+        .post(app.url(&validate))
+        .json(&json!({ "signer": "lee", "password": PASSWORD, "meaning": "approved" }))
+        .send()
+        .await?;
+    assert_eq!(technician.status(), StatusCode::FORBIDDEN);
+    // ...with that person's password.
+    let wrong = app
+        .client
+        .post(app.url(&validate))
+        .json(&json!({ "signer": "kim", "password": "not kim's password", "meaning": "approved" }))
+        .send()
+        .await?;
+    assert_eq!(wrong.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        app.events().await?,
+        before,
+        "no refused signature was recorded"
+    );
+    let signed = app
+        .client
+        .post(app.url(&validate))
+        .json(&json!({ "signer": "kim", "password": PASSWORD, "meaning": "approved" }))
+        .send()
+        .await?;
+    assert_eq!(signed.status(), StatusCode::OK);
+    let (payload, user_id): (Value, Option<String>) = sqlx::query_as(
+        "SELECT payload, metadata->>'user_id' FROM events WHERE event_type = 'SampleValidated'",
+    )
+    .fetch_one(&app.pool)
+    .await?;
+    assert_eq!(payload["signed_by_id"], json!(manager.id.to_string()));
+    let token_id: String =
+        sqlx::query_scalar("SELECT id::text FROM api_tokens WHERE name = 'test suite'")
+            .fetch_one(&app.pool)
+            .await?;
+    assert_eq!(
+        user_id,
+        Some(token_id),
+        "the integration issued it; kim signed it"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn no_token_can_be_an_administrator() -> TestResult {
+    let app = TestApp::spawn().await?;
+    let admin = app.login("admin", PASSWORD).await?;
+    let refused = admin
+        .client
+        .post(admin.url("/api/tokens"))
+        .header("x-csrf-token", &admin.csrf)
+        .json(&json!({ "name": "root", "role": "admin" }))
+        .send()
+        .await?;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let tokens: i64 = sqlx::query_scalar("SELECT count(*) FROM api_tokens WHERE role = 'admin'")
+        .fetch_one(&app.pool)
+        .await?;
+    assert_eq!(tokens, 0);
     Ok(())
 }

@@ -1111,7 +1111,7 @@ async fn a_body_over_the_limit_is_a_413_with_a_message_and_changes_nothing() -> 
     let before = app.events().await?;
     let long = "x".repeat(5000);
     // The raw requests below authenticate with a token of their own.
-    let token = app.token("raw", Role::Admin).await?;
+    let token = app.token("raw", Role::LabManager).await?;
 
     // With a Content-Length: refused before the body is read.
     let r = app

@@ -107,7 +107,7 @@ impl Platform {
             kind: PrincipalKind::User,
         };
         let token = accounts
-            .create_token("pipeline tests", "admin", &admin, None)
+            .create_token("pipeline tests", "lab_manager", &admin, None)
             .await?;
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(

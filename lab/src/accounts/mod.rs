@@ -267,6 +267,30 @@ pub struct AuditEntry {
     pub address: Option<String>,
 }
 
+/// Writes an audit line through `executor`: inside the transaction of the change it
+/// records, so the trail has a line exactly when the change happened.
+async fn audit<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    actor: Actor<'_>,
+    action: &str,
+    subject: Option<&str>,
+    detail: Option<&str>,
+) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO account_audit (actor_id, actor_name, action, subject, detail, address) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(actor.principal.map(|p| p.id))
+    .bind(actor.principal.map(|p| p.name.as_str()))
+    .bind(action)
+    .bind(subject)
+    .bind(detail)
+    .bind(actor.address)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
 #[derive(Clone)]
 pub struct Accounts {
     pool: PgPool,
@@ -363,6 +387,7 @@ impl Accounts {
         self.policy
     }
 
+    /// Records an audit line on its own (for events with nothing else to commit).
     async fn audit(
         &self,
         actor: Actor<'_>,
@@ -370,19 +395,7 @@ impl Accounts {
         subject: Option<&str>,
         detail: Option<&str>,
     ) -> Result<(), Error> {
-        sqlx::query(
-            "INSERT INTO account_audit (actor_id, actor_name, action, subject, detail, address) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(actor.principal.map(|p| p.id))
-        .bind(actor.principal.map(|p| p.name.as_str()))
-        .bind(action)
-        .bind(subject)
-        .bind(detail)
-        .bind(actor.address)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        audit(&self.pool, actor, action, subject, detail).await
     }
 
     /// The newest `limit` lines of the account audit trail.
@@ -440,6 +453,7 @@ impl Accounts {
         };
         let hash = hash_password(input.password.clone()).await?;
         let id = Uuid::now_v7();
+        let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(&format!(
             "INSERT INTO users (id, username, display_name, role, password_hash, created_by) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING {USER_COLUMNS}"
@@ -455,7 +469,7 @@ impl Accounts {
                 .filter(|p| p.kind == PrincipalKind::User)
                 .map(|p| p.id),
         )
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = inserted else {
             return Err(Error::Invalid(vec![FieldError {
@@ -464,13 +478,15 @@ impl Accounts {
             }]));
         };
         let user = user_from(&row)?;
-        self.audit(
+        audit(
+            &mut *tx,
             actor,
             "user.create",
             Some(&user.username),
             Some(role.as_str()),
         )
         .await?;
+        tx.commit().await?;
         Ok(user)
     }
 
@@ -524,15 +540,16 @@ impl Accounts {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
         let user = user_from(&row)?;
-        self.audit(
+        audit(
+            &mut *tx,
             actor,
             "user.role",
             Some(&user.username),
             Some(role.as_str()),
         )
         .await?;
+        tx.commit().await?;
         Ok(user)
     }
 
@@ -561,15 +578,14 @@ impl Accounts {
                 .execute(&mut *tx)
                 .await?;
         }
-        tx.commit().await?;
         let user = user_from(&row)?;
         let action = if enabled {
             "user.enable"
         } else {
             "user.disable"
         };
-        self.audit(actor, action, Some(&user.username), None)
-            .await?;
+        audit(&mut *tx, actor, action, Some(&user.username), None).await?;
+        tx.commit().await?;
         Ok(user)
     }
 
@@ -623,37 +639,57 @@ impl Accounts {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        // A reset unlocks the account (the lock-out message says to ask for one).
+        sqlx::query("DELETE FROM login_failures WHERE key = ANY($1)")
+            .bind(vec![
+                format!("account:{}", user.username.to_lowercase()),
+                format!("signature:{}", user.id),
+            ])
+            .execute(&mut *tx)
+            .await?;
+        audit(&mut *tx, actor, "user.password", Some(&user.username), None).await?;
         tx.commit().await?;
-        self.audit(actor, "user.password", Some(&user.username), None)
-            .await
+        Ok(())
     }
 
     // ----- passwords, throttled ------------------------------------------------------
 
-    /// How long until `key` may try again, if it is over `limit` failures in the window.
-    async fn throttled(&self, key: &str, limit: i64) -> Result<Option<Duration>, Error> {
-        let row = sqlx::query(
-            "SELECT count(*) AS failures, \
-                    EXTRACT(EPOCH FROM (min(failed_at) + make_interval(secs => $2) - clock_timestamp()))::float8 AS wait_s \
-             FROM login_failures WHERE key = $1 AND failed_at > clock_timestamp() - make_interval(secs => $2)",
-        )
-        .bind(key)
-        .bind(interval(self.policy.failure_window))
-        .fetch_one(&self.pool)
-        .await?;
-        let failures: i64 = row.try_get("failures")?;
-        if failures < limit {
-            return Ok(None);
-        }
-        let wait: Option<f64> = row.try_get("wait_s")?;
-        Ok(Some(Duration::from_secs_f64(wait.unwrap_or(60.0).max(1.0))))
-    }
-
-    async fn record_failure(&self, keys: &[String]) -> Result<(), Error> {
-        sqlx::query("INSERT INTO login_failures (key) SELECT unnest($1::text[])")
-            .bind(keys)
-            .execute(&self.pool)
+    /// Counts an attempt against each `(key, limit)` before its password is checked, or
+    /// refuses it when a key is already at its limit. Each key is counted under an
+    /// advisory lock, so parallel attempts cannot all pass the check before any is
+    /// recorded: at most `limit` attempts per window ever reach the hash.
+    async fn reserve_attempt(&self, keys: &[(String, i64, &str)]) -> Result<(), Error> {
+        let mut sorted: Vec<&(String, i64, &str)> = keys.iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut tx = self.pool.begin().await?;
+        for (key, limit, whose) in sorted {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7227))")
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+            let row = sqlx::query(
+                "SELECT count(*) AS attempts, \
+                        EXTRACT(EPOCH FROM (min(failed_at) + make_interval(secs => $2) - clock_timestamp()))::float8 AS wait_s \
+                 FROM login_failures WHERE key = $1 AND failed_at > clock_timestamp() - make_interval(secs => $2)",
+            )
+            .bind(key)
+            .bind(interval(self.policy.failure_window))
+            .fetch_one(&mut *tx)
             .await?;
+            let attempts: i64 = row.try_get("attempts")?;
+            if attempts >= *limit {
+                let wait: Option<f64> = row.try_get("wait_s")?;
+                return Err(Self::too_many(
+                    Duration::from_secs_f64(wait.unwrap_or(60.0).max(1.0)),
+                    whose,
+                ));
+            }
+            sqlx::query("INSERT INTO login_failures (key) VALUES ($1)")
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         // Keep the table to what the window can still count.
         sqlx::query(
             "DELETE FROM login_failures WHERE failed_at < clock_timestamp() - make_interval(secs => $1) * 2",
@@ -661,6 +697,25 @@ impl Accounts {
         .bind(interval(self.policy.failure_window))
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    /// After a right password: the account's (or signer's) count starts again, and the
+    /// address gets back the one attempt that was counted in advance.
+    async fn attempt_succeeded(&self, clear: &str, give_back: Option<&str>) -> Result<(), Error> {
+        sqlx::query("DELETE FROM login_failures WHERE key = $1")
+            .bind(clear)
+            .execute(&self.pool)
+            .await?;
+        if let Some(key) = give_back {
+            sqlx::query(
+                "DELETE FROM login_failures WHERE ctid = \
+                 (SELECT ctid FROM login_failures WHERE key = $1 ORDER BY failed_at DESC LIMIT 1)",
+            )
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        }
         Ok(())
     }
 
@@ -676,37 +731,38 @@ impl Accounts {
     }
 
     /// Checks a username and password, throttled per account and per address. The
-    /// refusal does not say whether the username exists.
+    /// refusal does not say whether the username exists, nor whether a disabled
+    /// account's password was right.
     pub async fn authenticate(
         &self,
         username: &str,
         password: &str,
         address: Option<&str>,
     ) -> Result<User, Error> {
-        if username.trim().is_empty()
-            || username.len() > 256
-            || username.chars().any(char::is_control)
-        {
-            // No such username can exist (and PostgreSQL text cannot hold a NUL).
-            return Err(Error::Unauthenticated("Wrong username or password.".into()));
-        }
-        let account_key = format!("account:{}", username.trim().to_lowercase());
+        let wrong = || Error::Unauthenticated("Wrong username or password.".into());
+        let Ok(username) = parse_username(username) else {
+            // No account can have this name (and PostgreSQL text cannot hold a NUL).
+            return Err(wrong());
+        };
+        let account_key = format!("account:{}", username.to_ascii_lowercase());
         let address_key = address.map(|a| format!("address:{a}"));
-        if let Some(key) = &address_key
-            && let Some(wait) = self.throttled(key, self.policy.address_failures).await?
-        {
-            return Err(Self::too_many(wait, "from this address"));
+        let mut keys = vec![(
+            account_key.clone(),
+            self.policy.account_failures,
+            "for this account",
+        )];
+        if let Some(key) = &address_key {
+            keys.push((
+                key.clone(),
+                self.policy.address_failures,
+                "from this address",
+            ));
         }
-        if let Some(wait) = self
-            .throttled(&account_key, self.policy.account_failures)
-            .await?
-        {
-            return Err(Self::too_many(wait, "for this account"));
-        }
+        self.reserve_attempt(&keys).await?;
         let row = sqlx::query(&format!(
             "SELECT {USER_COLUMNS}, password_hash FROM users WHERE lower(username) = lower($1)"
         ))
-        .bind(username.trim())
+        .bind(&username)
         .fetch_optional(&self.pool)
         .await?;
         let stored: Option<String> = row
@@ -717,30 +773,37 @@ impl Accounts {
         let user = row.as_ref().map(user_from).transpose()?;
         match user {
             Some(user) if matches && user.enabled => {
-                sqlx::query("DELETE FROM login_failures WHERE key = $1")
-                    .bind(&account_key)
-                    .execute(&self.pool)
+                self.attempt_succeeded(&account_key, address_key.as_deref())
                     .await?;
                 Ok(user)
             }
-            Some(user) if matches => {
-                tracing::info!(username = %user.username, "login refused: account disabled");
-                Err(Error::Unauthenticated(
-                    "This account is disabled; ask an administrator.".into(),
-                ))
-            }
-            _ => {
-                let mut keys = vec![account_key];
-                keys.extend(address_key);
-                self.record_failure(&keys).await?;
-                tracing::warn!(username = %username.trim(), address = address.unwrap_or("-"), "login failed");
+            user => {
+                let known = user.as_ref().map(|u| u.username.as_str());
+                let reason = match &user {
+                    Some(u) if !u.enabled => "account disabled",
+                    Some(_) => "wrong password",
+                    None => "unknown username",
+                };
+                // A username that matches no account is not written down: people type
+                // their password into the username field.
+                tracing::warn!(
+                    username = known.unwrap_or("(unknown)"),
+                    address = address.unwrap_or("-"),
+                    reason,
+                    "login failed"
+                );
                 let actor = Actor {
                     principal: None,
                     address,
                 };
-                self.audit(actor, "login.failure", Some(username.trim()), None)
-                    .await?;
-                Err(Error::Unauthenticated("Wrong username or password.".into()))
+                self.audit(
+                    actor,
+                    "login.failure",
+                    Some(known.unwrap_or("(unknown username)")),
+                    Some(reason),
+                )
+                .await?;
+                Err(wrong())
             }
         }
     }
@@ -758,19 +821,27 @@ impl Accounts {
             ));
         }
         let key = format!("signature:{}", principal.id);
-        if let Some(wait) = self.throttled(&key, self.policy.account_failures).await? {
-            return Err(Self::too_many(wait, "to enter your password"));
-        }
+        self.reserve_attempt(&[(
+            key.clone(),
+            self.policy.account_failures,
+            "to enter your password",
+        )])
+        .await?;
         let stored: Option<String> =
             sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1 AND enabled")
                 .bind(principal.id)
                 .fetch_optional(&self.pool)
                 .await?;
         if verify_password(password.to_owned(), stored).await? {
+            self.attempt_succeeded(&key, None).await?;
             Ok(())
         } else {
-            self.record_failure(&[key]).await?;
             tracing::warn!(user_id = %principal.id, "password re-entry failed");
+            let actor = Actor {
+                principal: Some(principal),
+                address: None,
+            };
+            self.audit(actor, "password.failure", None, None).await?;
             Err(Error::invalid(
                 "password",
                 "that is not your password; nothing was changed",
@@ -790,17 +861,6 @@ impl Accounts {
         let user = self.authenticate(username, password, address).await?;
         let cookie = random_secret()?;
         let csrf_token = random_secret()?;
-        sqlx::query(
-            "INSERT INTO sessions (id_hash, user_id, csrf_token, expires_at, address) \
-             VALUES ($1, $2, $3, clock_timestamp() + make_interval(secs => $4), $5)",
-        )
-        .bind(digest(&cookie))
-        .bind(user.id)
-        .bind(&csrf_token)
-        .bind(interval(self.policy.absolute_timeout))
-        .bind(address)
-        .execute(&self.pool)
-        .await?;
         let principal = Principal {
             id: user.id,
             name: user.display_name.clone(),
@@ -811,16 +871,32 @@ impl Accounts {
             principal: Some(&principal),
             address,
         };
-        self.audit(actor, "login", Some(&user.username), None)
-            .await?;
-        // Expired sessions go now and then, on the back of a login.
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
+            "INSERT INTO sessions (id_hash, user_id, csrf_token, expires_at, address) \
+             VALUES ($1, $2, $3, clock_timestamp() + make_interval(secs => $4), $5)",
+        )
+        .bind(digest(&cookie))
+        .bind(user.id)
+        .bind(&csrf_token)
+        .bind(interval(self.policy.absolute_timeout))
+        .bind(address)
+        .execute(&mut *tx)
+        .await?;
+        audit(&mut *tx, actor, "login", Some(&user.username), None).await?;
+        tx.commit().await?;
+        // Expired sessions go now and then, on the back of a login; if that fails, the
+        // login still stands.
+        if let Err(error) = sqlx::query(
             "DELETE FROM sessions WHERE expires_at < clock_timestamp() \
                 OR last_seen_at < clock_timestamp() - make_interval(secs => $1)",
         )
         .bind(interval(self.policy.idle_timeout))
         .execute(&self.pool)
-        .await?;
+        .await
+        {
+            tracing::warn!(%error, "expired sessions could not be deleted");
+        }
         Ok(NewSession {
             cookie,
             csrf_token,
@@ -867,11 +943,16 @@ impl Accounts {
 
     /// Logs out: the session is deleted, so its cookie is worthless from now on.
     pub async fn logout(&self, cookie: &str, actor: Actor<'_>) -> Result<(), Error> {
-        sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+        let mut tx = self.pool.begin().await?;
+        let ended = sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
             .bind(digest(cookie))
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        self.audit(actor, "logout", None, None).await
+        if ended.rows_affected() > 0 {
+            audit(&mut *tx, actor, "logout", None, None).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     // ----- API tokens --------------------------------------------------------------
@@ -899,6 +980,14 @@ impl Accounts {
                 message,
             })
         });
+        if role == Ok(Role::Admin) {
+            errors.push(FieldError {
+                field: "role",
+                message:
+                    "a token's role is at most lab manager: administration needs a person logged in"
+                        .into(),
+            });
+        }
         let (Ok(role), true) = (role, errors.is_empty()) else {
             return Err(Error::Invalid(errors));
         };
@@ -910,6 +999,7 @@ impl Accounts {
         let secret = format!("{TOKEN_PREFIX}{}", random_secret()?);
         let prefix: String = secret.chars().take(TOKEN_PREFIX.len() + 6).collect();
         let id = Uuid::now_v7();
+        let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
             "WITH t AS (INSERT INTO api_tokens (id, name, role, token_hash, prefix, created_by) \
                         VALUES ($1, $2, $3, $4, $5, $6) RETURNING *) \
@@ -921,15 +1011,22 @@ impl Accounts {
         .bind(digest(&secret))
         .bind(&prefix)
         .bind(creator.id)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
         let token = token_from(&row)?;
         let actor = Actor {
             principal: Some(creator),
             address,
         };
-        self.audit(actor, "token.create", Some(name), Some(role.as_str()))
-            .await?;
+        audit(
+            &mut *tx,
+            actor,
+            "token.create",
+            Some(name),
+            Some(role.as_str()),
+        )
+        .await?;
+        tx.commit().await?;
         Ok(IssuedToken { token, secret })
     }
 
@@ -947,6 +1044,7 @@ impl Accounts {
 
     /// Revokes a token: it stops working with the next request.
     pub async fn revoke_token(&self, id: Uuid, actor: Actor<'_>) -> Result<(), Error> {
+        let mut tx = self.pool.begin().await?;
         let name: Option<String> = sqlx::query_scalar(
             "UPDATE api_tokens SET revoked_at = clock_timestamp(), revoked_by = $2 \
              WHERE id = $1 AND revoked_at IS NULL RETURNING name",
@@ -958,14 +1056,16 @@ impl Accounts {
                 .filter(|p| p.kind == PrincipalKind::User)
                 .map(|p| p.id),
         )
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
         let Some(name) = name else {
             return Err(Error::NotFound(
                 "there is no such token, or it is already revoked".into(),
             ));
         };
-        self.audit(actor, "token.revoke", Some(&name), None).await
+        audit(&mut *tx, actor, "token.revoke", Some(&name), None).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// The principal a bearer token stands for, if it is live. Its last use is recorded

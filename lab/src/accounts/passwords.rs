@@ -4,6 +4,8 @@ use crate::error::Error;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use std::sync::OnceLock;
+use std::time::Duration;
+use tokio::sync::Semaphore;
 
 /// Shortest and longest password accepted. The upper bound keeps one hash's cost bounded.
 pub const MIN_PASSWORD: usize = 12;
@@ -26,9 +28,29 @@ pub fn check_new_password(password: &str, username: &str) -> Result<(), String> 
     Ok(())
 }
 
+/// At most this many hashes at once (one per core): each takes 19 MiB and a core for
+/// tens of milliseconds, so a flood of logins must queue, not exhaust memory.
+fn hashing_slots() -> &'static Semaphore {
+    static SLOTS: OnceLock<Semaphore> = OnceLock::new();
+    SLOTS.get_or_init(|| {
+        Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get().max(2)))
+    })
+}
+
+/// How long a password check waits for a free slot before the server says it is busy.
+const BUSY_AFTER: Duration = Duration::from_secs(5);
+
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, Error> {
+    let busy = || Error::TooManyAttempts {
+        message: "The server is busy checking passwords; try again in a moment.".into(),
+        retry_after: Duration::from_secs(2),
+    };
+    let _slot = match tokio::time::timeout(BUSY_AFTER, hashing_slots().acquire()).await {
+        Ok(Ok(permit)) => permit,
+        Ok(Err(_)) | Err(_) => return Err(busy()),
+    };
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| Error::Internal(format!("password hashing task failed: {e}")))

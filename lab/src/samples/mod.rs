@@ -9,8 +9,9 @@
 //! A QC decision (validate, reject) also needs the signer's electronic [`Signature`],
 //! which the edge makes once it has verified the signer's password (21 CFR Part 11
 //! §11.200). Without one the decision is refused as invalid input before anything is
-//! appended; a signature in another account's name than the one issuing the command is
-//! refused too.
+//! appended. Who may sign is decided at the edge, where the password is: a person logged
+//! in signs as themselves, and only an integration's API token may present another
+//! person's credentials (their username and password) to record their signature.
 
 pub mod read_model;
 

@@ -371,7 +371,7 @@ pub async fn create_token(
         Err(error) => {
             let error = AppError::from(error);
             error.log();
-            let message = Some(error.to_string());
+            let message = Some(error.public_message());
             tokens_page(&state, &identity, error.status(), None, form.name, message).await
         }
     }

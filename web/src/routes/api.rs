@@ -315,7 +315,13 @@ async fn act(
     let signature = if action.needs_signature() {
         let password = body.password.unwrap_or_default();
         Some(match (identity.principal.kind, body.signer.as_deref()) {
-            (_, Some(signer)) => {
+            (PrincipalKind::User, Some(_)) => {
+                return Err(AppError::invalid(
+                    "signer",
+                    "you sign with your own password: leave out 'signer' (it is for integrations using an API token)",
+                ));
+            }
+            (PrincipalKind::ApiToken, Some(signer)) => {
                 super::signing::sign_as(&state, signer, &password, &meaning, address.as_deref())
                     .await?
             }

@@ -10,8 +10,10 @@
 //! its principal is in the request's extensions ([`Identity`]).
 //!
 //! A principal is found from `Authorization: Bearer <token>` (an API token) or from the
-//! session cookie. A bearer header that names no live token is a 401 even when a session
-//! cookie is present too, so a revoked instrument cannot lean on a browser session.
+//! session cookie. A bearer header that names no live token is refused (401; a page
+//! request is sent to the login page) even when a session cookie is present too, so a
+//! revoked instrument cannot lean on a browser session. Administration needs a person:
+//! tokens are at most lab managers, and the guard refuses them on administrative routes.
 //!
 //! # CSRF: why a synchronizer token *and* an origin check
 //!
@@ -321,6 +323,17 @@ pub async fn guard(State(rule): State<Rule>, mut request: Request, next: Next) -
             ),
         );
     }
+    // Administration needs a person: a token (whatever its role) could otherwise reset a
+    // colleague's password and then sign in their name.
+    if rule.access == Access::Needs(Permission::Administer)
+        && identity.principal.kind == PrincipalKind::ApiToken
+    {
+        return refusal(
+            &path,
+            StatusCode::FORBIDDEN,
+            "Administering accounts and API tokens needs a person logged in; API tokens cannot do it.",
+        );
+    }
     let unsafe_method = !matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
@@ -335,7 +348,14 @@ pub async fn guard(State(rule): State<Rule>, mut request: Request, next: Next) -
         };
     }
     request.extensions_mut().insert(identity);
-    next.run(request).await
+    let mut response = next.run(request).await;
+    // What a logged-in person sees (a new token's secret, patient data) stays out of
+    // shared and back-button caches.
+    response
+        .headers_mut()
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
 }
 
 /// Not logged in: people reading a page are sent to the login page and back; everyone

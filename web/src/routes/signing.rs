@@ -35,12 +35,12 @@ pub async fn sign(
         .accounts
         .verify_password_of(principal, password)
         .await?;
-    Ok(Signature {
-        signer_id: principal.id,
-        signer_name: principal.name.clone(),
+    Ok(Signature::new(
+        principal.id,
+        principal.name.clone(),
         meaning,
-        signed_at: chrono::Utc::now(),
-    })
+        chrono::Utc::now(),
+    ))
 }
 
 /// A signature by the account `username`, whose password is `password`: for an
@@ -80,10 +80,10 @@ pub async fn sign_as(
             user.role.label()
         )));
     }
-    Ok(Signature {
-        signer_id: user.id,
-        signer_name: user.display_name,
+    Ok(Signature::new(
+        user.id,
+        user.display_name,
         meaning,
-        signed_at: chrono::Utc::now(),
-    })
+        chrono::Utc::now(),
+    ))
 }

@@ -443,10 +443,12 @@ async fn act(
         Err(error) => {
             error.log();
             let status = error.status();
-            // The sample exists (the command got past "not found"), but the read table may
-            // not show it yet, or not the version the form showed: wait for that first.
-            let seen = form.expected_version.trim().parse().unwrap_or(1);
-            state.samples.wait_for_version(id, seen).await;
+            // Show the sample as its events stand: the read table may lag behind them, so
+            // wait (briefly) for their latest version, which the store says, not the form.
+            let Some(latest) = state.samples.timeline(id).await?.last().map(|e| e.version) else {
+                return Err(AppError::NotFound("There is no sample with this id.".into()).into());
+            };
+            state.samples.wait_for_version(id, latest).await;
             let page = detail_page(&state, id, identity.me(), Some(error.public_message())).await?;
             let mut response = render(status, &page);
             error.decorate(&mut response);

@@ -2,7 +2,7 @@
 //! an administrator account, and clients that do not follow redirects (tests see the
 //! 303s themselves).
 //!
-//! `TestApp::client` sends an administrator's API token on every request, so tests of
+//! `TestApp::client` sends a lab manager's API token on every request, so tests of
 //! other things need not log in; tests of the login, sessions, CSRF and roles use
 //! [`TestApp::login`] and [`TestApp::token`] for the principal they need.
 
@@ -22,7 +22,7 @@ pub const PASSWORD: &str = "correct horse battery staple";
 pub struct TestApp {
     pub base: String,
     pub pool: PgPool,
-    /// Authenticated as an administrator by API token.
+    /// Authenticated by a lab manager's API token (the highest role a token can have).
     pub client: reqwest::Client,
     pub accounts: Accounts,
     pub admin: Principal,
@@ -113,7 +113,7 @@ impl TestApp {
             kind: PrincipalKind::User,
         };
         let token = accounts
-            .create_token("test suite", "admin", &admin, None)
+            .create_token("test suite", "lab_manager", &admin, None)
             .await?;
         let mut headers = HeaderMap::new();
         headers.insert(
