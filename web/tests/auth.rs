@@ -23,7 +23,7 @@ fn session_cookie(response: &reqwest::Response) -> Option<String> {
         .get_all(SET_COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("tracseq_session="))
+        .find(|v| v.starts_with("tracseq_session=") || v.starts_with("__Host-tracseq_session="))
         .map(str::to_owned)
 }
 
@@ -164,6 +164,40 @@ async fn login_issues_a_new_session_id_whatever_cookie_came_with_it() -> TestRes
         .send()
         .await?;
     assert_eq!(attacker.status(), StatusCode::SEE_OTHER);
+    // A live session planted in the victim's browser (the attacker's own) is not handed
+    // to the victim: the login gets a new id, and the planted one ends.
+    app.user("mallory", Role::Viewer).await?;
+    let bare = || {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default()
+    };
+    let mallory = bare()
+        .post(app.url("/login"))
+        .form(&[("username", "mallory"), ("password", PASSWORD)])
+        .send()
+        .await?;
+    let live = session_cookie(&mallory).ok_or("no cookie")?;
+    let live = live.split(';').next().unwrap_or_default().to_owned();
+    let victim = bare()
+        .post(app.url("/login"))
+        .header("cookie", &live)
+        .form(&[("username", "bo"), ("password", PASSWORD)])
+        .send()
+        .await?;
+    let victims = session_cookie(&victim).ok_or("no cookie")?;
+    assert!(!victims.starts_with(&live), "the victim got a new id");
+    let planted_after = bare()
+        .get(app.url("/samples"))
+        .header("cookie", &live)
+        .send()
+        .await?;
+    assert_eq!(
+        planted_after.status(),
+        StatusCode::SEE_OTHER,
+        "the planted session ended at the victim's login"
+    );
     // Only a hash of the id is stored.
     let raw = first
         .trim_start_matches("tracseq_session=")
@@ -605,6 +639,10 @@ async fn behind_https_the_session_cookie_is_secure() -> TestResult {
         .await?;
     let cookie = session_cookie(&response).ok_or("no cookie")?;
     assert!(cookie.contains("; Secure"), "{cookie}");
+    assert!(
+        cookie.starts_with("__Host-tracseq_session="),
+        "no sibling subdomain can plant it: {cookie}"
+    );
     Ok(())
 }
 

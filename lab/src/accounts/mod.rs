@@ -941,6 +941,15 @@ impl Accounts {
         }))
     }
 
+    /// Ends the session a cookie names, if any (a new login in the same browser).
+    pub async fn end_session(&self, cookie: &str) -> Result<(), Error> {
+        sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+            .bind(digest(cookie))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Logs out: the session is deleted, so its cookie is worthless from now on.
     pub async fn logout(&self, cookie: &str, actor: Actor<'_>) -> Result<(), Error> {
         let mut tx = self.pool.begin().await?;

@@ -136,6 +136,12 @@ pub async fn login(
         .await
     {
         Ok(session) => {
+            // Logging in again (as anyone) ends the session this browser had.
+            if let Some(old) = auth::session_of(&headers)
+                && let Err(error) = state.accounts.end_session(&old).await
+            {
+                tracing::warn!(%error, "the browser's previous session could not be ended");
+            }
             let cookie = auth::session_cookie(
                 &session.cookie,
                 session.max_age.as_secs(),
@@ -164,7 +170,7 @@ pub async fn logout(
     identity: Identity,
     headers: HeaderMap,
 ) -> Result<Response, PageError> {
-    if let Some(cookie) = super::context::cookie(&headers, auth::SESSION_COOKIE) {
+    if let Some(cookie) = auth::session_of(&headers) {
         let actor = Actor {
             principal: Some(&identity.principal),
             address: address.as_deref(),

@@ -42,6 +42,15 @@ use lab::accounts::{Permission, Principal, PrincipalKind, Role};
 use subtle::ConstantTimeEq;
 
 pub const SESSION_COOKIE: &str = "tracseq_session";
+/// The name over HTTPS: the `__Host-` prefix makes browsers refuse it from a sibling
+/// subdomain or with a `Domain`, so no other site of the lab's domain can plant one.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-tracseq_session";
+
+/// The session cookie of a request, the `__Host-` one first.
+pub fn session_of(headers: &HeaderMap) -> Option<String> {
+    super::context::cookie(headers, SECURE_SESSION_COOKIE)
+        .or_else(|| super::context::cookie(headers, SESSION_COOKIE))
+}
 pub const CSRF_FIELD: &str = "csrf_token";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
@@ -166,7 +175,7 @@ async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Option<Identi
             )),
         };
     }
-    let Some(cookie) = super::context::cookie(headers, SESSION_COOKIE) else {
+    let Some(cookie) = session_of(headers) else {
         return Ok(None);
     };
     Ok(state
@@ -384,7 +393,12 @@ fn unauthenticated(path: &str, back: &str, headers: &HeaderMap, message: &str) -
 /// The `Set-Cookie` value for a session, or for ending one (`max_age` 0).
 pub fn session_cookie(value: &str, max_age_s: u64, secure: bool) -> String {
     format!(
-        "{SESSION_COOKIE}={value}; Path=/; Max-Age={max_age_s}; HttpOnly; SameSite=Lax{}",
+        "{}={value}; Path=/; Max-Age={max_age_s}; HttpOnly; SameSite=Lax{}",
+        if secure {
+            SECURE_SESSION_COOKIE
+        } else {
+            SESSION_COOKIE
+        },
         if secure { "; Secure" } else { "" }
     )
 }
