@@ -398,10 +398,13 @@ pub async fn list_tokens_api(
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
+#[schema(example = json!({ "name": "sequencer-3", "role": "technician" }))]
 pub struct NewTokenBody {
     /// What the token is for, e.g. the instrument's name.
+    #[schema(required = true)]
     name: String,
     /// viewer, technician, lab_manager or admin.
+    #[schema(required = true)]
     role: String,
 }
 
@@ -415,6 +418,7 @@ pub struct NewTokenBody {
     responses(
         (status = 201, description = "Created; `secret` is shown only here", body = TokenBody),
         (status = 400, description = "The name or role is missing or invalid, or the body is not JSON", body = crate::routes::openapi::ErrorResponse),
+        (status = 403, description = "Not an administrator, or the caller is itself an API token: tokens are created by a person logged in", body = crate::routes::openapi::ErrorResponse),
         (status = 409, description = "The name is taken", body = crate::routes::openapi::ErrorResponse),
     ),
 )]

@@ -101,15 +101,22 @@ fn parse_id(raw: &str) -> Result<Uuid, AppError> {
 /// checked by the lab's rules; a missing or invalid one is a 400 that names it.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(default, deny_unknown_fields)]
+#[schema(example = json!({
+    "barcode": "LAB-0001", "sample_type": "DNA", "volume_ul": 10,
+    "temperature_zone": "MINUS_80", "collected_at": "2026-11-20T09:30:00Z"
+}))]
 pub struct RegisterBody {
     /// The tube's barcode; one is assigned when absent.
     barcode: Option<String>,
-    /// Required: DNA, RNA, BLOOD, PLASMA, SERUM, TISSUE, ... (see the registration form).
+    /// BLOOD, PLASMA, SERUM, DNA, RNA, TISSUE, URINE, SALIVA, CSF, SWAB, CELLS or STOOL
+    /// (case-insensitive).
+    #[schema(required = true)]
     sample_type: Option<String>,
-    /// Required.
-    #[schema(schema_with = volume_schema)]
+    /// Up to 1,000,000 µl, at most three decimals.
+    #[schema(schema_with = volume_schema, required = true)]
     volume_ul: Option<Value>,
-    /// Required: e.g. ROOM_TEMPERATURE, FRIDGE, MINUS_20, MINUS_80, LIQUID_NITROGEN.
+    /// MINUS_80, MINUS_20, PLUS_4, ROOM_TEMPERATURE or PLUS_37 (or "-80", "FRIDGE", ...).
+    #[schema(required = true)]
     temperature_zone: Option<String>,
     /// A pseudonymous patient reference.
     patient: Option<String>,
@@ -274,6 +281,7 @@ pub async fn register(
 /// A lifecycle command's body; an empty body is allowed (`{}` too).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(default, deny_unknown_fields)]
+#[schema(example = json!({ "notes": "arrived intact" }))]
 pub struct ActionBody {
     /// Receive and validate: a free-text note.
     notes: Option<String>,
