@@ -80,6 +80,15 @@ fn announced_command_ids(har: &Value) -> (BTreeSet<String>, usize, usize) {
     (ids, entries.len(), successes)
 }
 
+/// Test cases per operation and phase: 30, or `SCHEMATHESIS_MAX_EXAMPLES` for a deeper
+/// run.
+fn max_examples() -> String {
+    std::env::var("SCHEMATHESIS_MAX_EXAMPLES")
+        .ok()
+        .filter(|n| n.parse::<u32>().is_ok_and(|n| n > 0))
+        .unwrap_or_else(|| "30".to_owned())
+}
+
 const REVOKE: &str = "/api/tokens/{id}/revoke";
 
 /// One schemathesis run with `token`, `filter` choosing the operations; the path of its
@@ -99,7 +108,7 @@ fn run(
         .args(["--checks", "not_a_server_error"])
         .args(["--header", &format!("Authorization: Bearer {token}")])
         .args(filter)
-        .args(["--max-examples", "30"])
+        .args(["--max-examples", &max_examples()])
         .args(["--workers", "2"])
         .args(["--request-timeout", "30"])
         .args(["--generation-database", "none"])
