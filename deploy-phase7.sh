@@ -217,6 +217,26 @@ ensure_python_kafka() {
   python3 -c "$PY_KAFKA_CHECK" || die "confluent-kafka did not install for python3"
 }
 
+SCHEMATHESIS_VERSION=4.32.5   # the API fuzzer web/tests/schemathesis.rs runs (PyPI)
+
+# schemathesis on PATH, or in ~/.local/bin (where `pip install --user` puts it); the
+# test looks in both (or at $SCHEMATHESIS).
+ensure_schemathesis() {
+  command -v python3 >/dev/null 2>&1 || apt_install python3 python3-pip
+  export PATH="$HOME/.local/bin:$PATH"
+  if command -v schemathesis >/dev/null 2>&1 &&
+    [ "$(schemathesis --version 2>/dev/null)" = "schemathesis, version $SCHEMATHESIS_VERSION" ]; then
+    return
+  fi
+  python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
+  log "installing schemathesis $SCHEMATHESIS_VERSION (pip)"
+  local package="schemathesis==$SCHEMATHESIS_VERSION"
+  # A Debian python3 refuses pip installs outside a venv (PEP 668) unless told otherwise.
+  PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check "$package" ||
+    PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "$package"
+  command -v schemathesis >/dev/null 2>&1 || die "schemathesis did not install for python3"
+}
+
 RUN_DIR=target/local   # logs and pids of the services started in the background
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -301,6 +321,7 @@ cmd_test() {
   ensure_browser
   ensure_tansu   # the Kafka tests start brokers of their own with it
   ensure_python_kafka   # a third-party consumer test reads the topic with it
+  ensure_schemathesis   # web/tests/schemathesis.rs fuzzes the JSON API with it
   # Tests create one database each on this server: as postgres over TCP when the server
   # allows it without a password (trust), otherwise as a role of the tests' own that may
   # create databases (and so drop the ones it created) and nothing more. The platform's

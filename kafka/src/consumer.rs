@@ -681,7 +681,7 @@ impl<P: Projection> ProjectionConsumer<P> {
     }
 }
 /// A dead letter as operators see it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct DeadLetter {
     pub id: i64,
     pub consumer: String,
@@ -700,7 +700,7 @@ pub struct DeadLetter {
 }
 
 /// The result of re-processing one dead letter.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Reprocessed {
     pub id: i64,
     pub outcome: String,

@@ -601,7 +601,7 @@ fn refused_for_good(error: &KafkaError) -> bool {
 }
 
 /// An outbox row set aside, as operators see it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ParkedEvent {
     pub position: i64,
     pub event_id: Uuid,

@@ -8,7 +8,7 @@ use event_sourcing::{CommandError, StoreError};
 use serde::Serialize;
 
 /// A field and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: &'static str,
     pub message: String,

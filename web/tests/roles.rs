@@ -42,7 +42,8 @@ fn request_for(rule: &RouteRule, f: &Fixture) -> Option<(String, Body)> {
                 _ => &f.sample,
             },
         )
-        .replace("{position}", "1");
+        .replace("{position}", "1")
+        .replace("{*file}", "index.html");
     let form = |fields: &[(&'static str, &str)]| {
         Body::Form(fields.iter().map(|(k, v)| (*k, (*v).to_owned())).collect())
     };

@@ -161,7 +161,7 @@ impl RegisterInput {
 }
 
 /// One line of a sample's history: what happened, who did it, when.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TimelineEntry {
     pub version: u64,
     pub event_type: String,

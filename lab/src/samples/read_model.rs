@@ -125,7 +125,7 @@ impl Projection for SamplesProjection {
 }
 
 /// A row of the samples read table, as pages and the API show it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct SampleRow {
     pub sample_id: Uuid,
     pub barcode: String,
@@ -184,7 +184,7 @@ pub struct SampleFilter {
     pub per_page: u32,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SamplePage {
     pub items: Vec<SampleRow>,
     pub page: u32,

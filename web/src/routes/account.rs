@@ -259,6 +259,13 @@ pub async fn change_password(
 }
 
 /// `GET /api/me`: who the API thinks you are.
+#[utoipa::path(
+    get,
+    path = "/api/me",
+    tag = "account",
+    summary = "Who the caller is: the account or API token, and its role",
+    responses((status = 200, description = "The caller", body = lab::accounts::Principal)),
+)]
 pub async fn me(identity: Identity) -> axum::Json<lab::accounts::Principal> {
     axum::Json(identity.principal)
 }

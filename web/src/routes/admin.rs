@@ -395,29 +395,55 @@ pub async fn revoke_token(
 }
 
 /// A token as the API shows it; `token` only in the answer that created it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenBody {
     #[serde(flatten)]
     pub token: ApiToken,
+    /// The token to send as `Authorization: Bearer ...`: shown once, never stored.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
 }
 
 /// `GET /api/tokens`
+#[utoipa::path(
+    get,
+    path = "/api/tokens",
+    tag = "tokens",
+    summary = "Every API token (never their secrets)",
+    responses((status = 200, description = "The tokens", body = Vec<ApiToken>)),
+)]
 pub async fn list_tokens_api(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<ApiToken>>, AppError> {
     Ok(Json(state.accounts.list_tokens().await?))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
+#[schema(example = json!({ "name": "sequencer-3", "role": "technician" }))]
 pub struct NewTokenBody {
+    /// What the token is for, e.g. the instrument's name.
+    #[schema(required = true)]
     name: String,
+    /// viewer, technician, lab_manager or admin.
+    #[schema(required = true)]
     role: String,
 }
 
 /// `POST /api/tokens`
+#[utoipa::path(
+    post,
+    path = "/api/tokens",
+    tag = "tokens",
+    summary = "Create an API token",
+    request_body(content = NewTokenBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created; `secret` is shown only here", body = TokenBody),
+        (status = 400, description = "The name or role is missing or invalid, or the body is not JSON", body = crate::routes::openapi::ErrorResponse),
+        (status = 403, description = "Not an administrator, or the caller is itself an API token: tokens are created by a person logged in", body = crate::routes::openapi::ErrorResponse),
+        (status = 409, description = "The name is taken", body = crate::routes::openapi::ErrorResponse),
+    ),
+)]
 pub async fn create_token_api(
     State(state): State<AppState>,
     Peer(address): Peer,
@@ -444,6 +470,17 @@ pub async fn create_token_api(
 }
 
 /// `POST /api/tokens/{id}/revoke`
+#[utoipa::path(
+    post,
+    path = "/api/tokens/{id}/revoke",
+    tag = "tokens",
+    summary = "Revoke an API token; it stops working at once",
+    params(("id" = Uuid, Path, description = "The token's id; anything else is a 404")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "No such token", body = crate::routes::openapi::ErrorResponse),
+    ),
+)]
 pub async fn revoke_token_api(
     State(state): State<AppState>,
     Peer(address): Peer,

@@ -18,7 +18,41 @@ use lab::samples::{Action, RegisterInput, SampleFilter, SamplePage, SampleRow, T
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
+
+/// The `Idempotency-Key` header, as the spec describes it.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct IdempotencyHeader {
+    /// Makes a retry safe: the same key with the same request is recorded once (a
+    /// replay answers `replayed: true`); the same key with another request is a 422.
+    /// 1–255 characters.
+    #[param(rename = "Idempotency-Key", min_length = 1, max_length = 255)]
+    idempotency_key: Option<String>,
+}
+
+/// The path of one sample.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct SamplePath {
+    /// The sample's id (a UUID); anything else is a 404.
+    id: Uuid,
+}
+
+/// `volume_ul`: a JSON number or a string holding one.
+fn volume_schema() -> Schema {
+    Schema::OneOf(
+        OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::Number).build())
+            .item(ObjectBuilder::new().schema_type(Type::String).build())
+            .description(Some("Microlitres, as a number or a string (\"12.5\")"))
+            .build(),
+    )
+}
 
 /// A JSON body whose problems become a 400 that says what is wrong.
 pub struct ApiJson<T>(pub T);
@@ -63,15 +97,30 @@ fn parse_id(raw: &str) -> Result<Uuid, AppError> {
     Uuid::parse_str(raw).map_err(|_| AppError::NotFound(format!("no sample with id '{raw}'")))
 }
 
-/// Registration body: the volume may be a JSON number or a string.
-#[derive(Debug, Default, Deserialize)]
+/// Registration body: the volume may be a JSON number or a string. Every field is
+/// checked by the lab's rules; a missing or invalid one is a 400 that names it.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(default, deny_unknown_fields)]
+#[schema(example = json!({
+    "barcode": "LAB-0001", "sample_type": "DNA", "volume_ul": 10,
+    "temperature_zone": "MINUS_80", "collected_at": "2026-11-20T09:30:00Z"
+}))]
 pub struct RegisterBody {
+    /// The tube's barcode; one is assigned when absent.
     barcode: Option<String>,
+    /// BLOOD, PLASMA, SERUM, DNA, RNA, TISSUE, URINE, SALIVA, CSF, SWAB, CELLS or STOOL
+    /// (case-insensitive).
+    #[schema(required = true)]
     sample_type: Option<String>,
+    /// Up to 1,000,000 µl, at most three decimals.
+    #[schema(schema_with = volume_schema, required = true)]
     volume_ul: Option<Value>,
+    /// MINUS_80, MINUS_20, PLUS_4, ROOM_TEMPERATURE or PLUS_37 (or "-80", "FRIDGE", ...).
+    #[schema(required = true)]
     temperature_zone: Option<String>,
+    /// A pseudonymous patient reference.
     patient: Option<String>,
+    /// When the sample was collected (RFC 3339).
     collected_at: Option<String>,
     collected_by: Option<String>,
 }
@@ -106,7 +155,7 @@ impl RegisterBody {
 /// later read passes to see at least this write (`GET /api/samples/{id}?min_version=`).
 /// With `Prefer: return=representation` the answer waits for the read model and includes
 /// the sample as it now stands.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CommandResponse {
     pub sample_id: Uuid,
     pub command_id: Uuid,
@@ -198,6 +247,22 @@ fn sender(identity: &Identity) -> String {
 }
 
 /// `POST /api/samples`
+#[utoipa::path(
+    post,
+    path = "/api/samples",
+    tag = "samples",
+    summary = "Register a sample",
+    description = "Registers a sample. With `Prefer: return=representation` the answer waits for the read model and includes the sample.",
+    params(IdempotencyHeader),
+    request_body(content = RegisterBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Registered (or, with a repeated Idempotency-Key, registered before)", body = CommandResponse,
+            headers(("Location" = String, description = "The sample's URL"), ("Consistency-Token" = String))),
+        (status = 400, description = "A field is missing or invalid, or the body is not JSON", body = crate::routes::openapi::ErrorResponse),
+        (status = 409, description = "The barcode is taken", body = crate::routes::openapi::ErrorResponse),
+        (status = 422, description = "The Idempotency-Key was used for another request", body = crate::routes::openapi::ErrorResponse),
+    ),
+)]
 pub async fn register(
     State(state): State<AppState>,
     identity: Identity,
@@ -213,10 +278,14 @@ pub async fn register(
     respond(&state, &headers, outcome, true).await
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// A lifecycle command's body; an empty body is allowed (`{}` too).
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(default, deny_unknown_fields)]
+#[schema(example = json!({ "notes": "arrived intact" }))]
 pub struct ActionBody {
+    /// Receive and validate: a free-text note.
     notes: Option<String>,
+    /// Reject: why (required for a rejection).
     reason: Option<String>,
     /// The version the caller saw; the command is refused if the sample has moved on.
     expected_version: Option<u64>,
@@ -224,10 +293,27 @@ pub struct ActionBody {
     /// signer is the logged-in person, or, with an API token, the account `signer`.
     signer: Option<String>,
     password: Option<String>,
+    /// What the signature means, e.g. `approved` or `reviewed`.
     meaning: Option<String>,
 }
 
 /// `POST /api/samples/{id}/receive`
+#[utoipa::path(
+    post,
+    path = "/api/samples/{id}/receive",
+    tag = "samples",
+    summary = "Receive a sample in the lab",
+    params(SamplePath, IdempotencyHeader),
+    request_body(content = Option<ActionBody>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Done (or, with a repeated Idempotency-Key, done before)", body = CommandResponse),
+        (status = 400, description = "The body is not valid, or a field is missing or invalid", body = crate::routes::openapi::ErrorResponse),
+        (status = 401, description = "Not authenticated, or the signature's password is wrong", body = crate::routes::openapi::ErrorResponse),
+        (status = 404, description = "No such sample", body = crate::routes::openapi::ErrorResponse),
+        (status = 409, description = "The lifecycle does not allow this now, or `expected_version` is stale", body = crate::routes::openapi::ErrorResponse),
+        (status = 422, description = "The Idempotency-Key was used for another request", body = crate::routes::openapi::ErrorResponse),
+    ),
+)]
 pub async fn receive(
     state: State<AppState>,
     Peer(address): Peer,
@@ -249,6 +335,23 @@ pub async fn receive(
 }
 
 /// `POST /api/samples/{id}/validate`
+#[utoipa::path(
+    post,
+    path = "/api/samples/{id}/validate",
+    tag = "samples",
+    summary = "Validate a sample (QC decision, electronically signed)",
+    params(SamplePath, IdempotencyHeader),
+    request_body(content = Option<ActionBody>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Done (or, with a repeated Idempotency-Key, done before)", body = CommandResponse),
+        (status = 400, description = "The body is not valid, or a field is missing or invalid", body = crate::routes::openapi::ErrorResponse),
+        (status = 401, description = "Not authenticated, or the signature's password is wrong", body = crate::routes::openapi::ErrorResponse),
+        (status = 404, description = "No such sample", body = crate::routes::openapi::ErrorResponse),
+        (status = 409, description = "The lifecycle does not allow this now, or `expected_version` is stale", body = crate::routes::openapi::ErrorResponse),
+        (status = 422, description = "The Idempotency-Key was used for another request", body = crate::routes::openapi::ErrorResponse),
+        (status = 429, description = "Too many failed signature attempts; `Retry-After` says when to try again", body = crate::routes::openapi::ErrorResponse),
+    ),
+)]
 pub async fn validate(
     state: State<AppState>,
     Peer(address): Peer,
@@ -270,6 +373,23 @@ pub async fn validate(
 }
 
 /// `POST /api/samples/{id}/reject`
+#[utoipa::path(
+    post,
+    path = "/api/samples/{id}/reject",
+    tag = "samples",
+    summary = "Reject a sample (QC decision, electronically signed)",
+    params(SamplePath, IdempotencyHeader),
+    request_body(content = Option<ActionBody>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Done (or, with a repeated Idempotency-Key, done before)", body = CommandResponse),
+        (status = 400, description = "The body is not valid, or a field is missing or invalid", body = crate::routes::openapi::ErrorResponse),
+        (status = 401, description = "Not authenticated, or the signature's password is wrong", body = crate::routes::openapi::ErrorResponse),
+        (status = 404, description = "No such sample", body = crate::routes::openapi::ErrorResponse),
+        (status = 409, description = "The lifecycle does not allow this now, or `expected_version` is stale", body = crate::routes::openapi::ErrorResponse),
+        (status = 422, description = "The Idempotency-Key was used for another request", body = crate::routes::openapi::ErrorResponse),
+        (status = 429, description = "Too many failed signature attempts; `Retry-After` says when to try again", body = crate::routes::openapi::ErrorResponse),
+    ),
+)]
 pub async fn reject(
     state: State<AppState>,
     Peer(address): Peer,
@@ -358,16 +478,32 @@ async fn act(
     respond(&state, &headers, outcome, false).await
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(default)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// A barcode prefix (case-insensitive).
     q: Option<String>,
+    /// registered, received, validated or rejected.
     status: Option<String>,
+    /// From 1.
     page: Option<u32>,
+    /// 1–200 (default 50).
     per_page: Option<u32>,
 }
 
 /// `GET /api/samples?q=&status=&page=&per_page=`
+#[utoipa::path(
+    get,
+    path = "/api/samples",
+    tag = "samples",
+    summary = "List samples, most recently changed first",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "One page of samples", body = SamplePage),
+        (status = 400, description = "A query parameter is invalid", body = crate::routes::openapi::ErrorResponse),
+    ),
+)]
 pub async fn list(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, QueryRejection>,
@@ -391,8 +527,9 @@ pub async fn list(
     Ok(Json(state.samples.list(&filter).await?))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(default)]
+#[into_params(parameter_in = Query)]
 pub struct GetQuery {
     /// Wait (briefly) until the read model shows at least this version: the version a
     /// command answered with.
@@ -400,6 +537,18 @@ pub struct GetQuery {
 }
 
 /// `GET /api/samples/{id}[?min_version=N]`
+#[utoipa::path(
+    get,
+    path = "/api/samples/{id}",
+    tag = "samples",
+    summary = "One sample",
+    params(SamplePath, GetQuery),
+    responses(
+        (status = 200, description = "The sample (header `Read-Model-Stale: true` when `min_version` was not reached in time)", body = SampleRow),
+        (status = 400, description = "A query parameter is invalid", body = crate::routes::openapi::ErrorResponse),
+        (status = 404, description = "No such sample", body = crate::routes::openapi::ErrorResponse),
+    ),
+)]
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -426,6 +575,17 @@ pub async fn get(
 }
 
 /// `GET /api/samples/{id}/events`: the complete history, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/samples/{id}/events",
+    tag = "samples",
+    summary = "A sample's complete history, oldest first",
+    params(SamplePath),
+    responses(
+        (status = 200, description = "The history", body = Vec<TimelineEntry>),
+        (status = 404, description = "No such sample", body = crate::routes::openapi::ErrorResponse),
+    ),
+)]
 pub async fn events(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -8,6 +8,14 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 /// The process is up and answering.
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    tag = "health",
+    summary = "The process is up",
+    security(()),
+    responses((status = 200, description = "`{\"status\": \"ok\"}`", body = Object)),
+)]
 pub async fn live() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
@@ -16,6 +24,17 @@ pub async fn live() -> Json<Value> {
 /// projection has been failing without progress for longer than `TRACSEQ_STUCK_AFTER_S`
 /// (each stuck one is named with its last error). A stuck relay is reported but does not
 /// make the process unready: commands still work, their events wait in the outbox.
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    tag = "health",
+    summary = "Ready to serve",
+    security(()),
+    responses(
+        (status = 200, description = "Ready: `status`, `checks`, `consumers`, `stuck`", body = Object),
+        (status = 503, description = "Not ready; the body says which check fails", body = Object),
+    ),
+)]
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let database = tokio::time::timeout(
         Duration::from_secs(2),
@@ -47,6 +66,14 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
 }
 
 /// Start-up finished (migrations ran before the listener opened).
+#[utoipa::path(
+    get,
+    path = "/health/startup",
+    tag = "health",
+    summary = "Start-up finished",
+    security(()),
+    responses((status = 200, description = "`{\"status\": \"ok\"}`", body = Object)),
+)]
 pub async fn startup() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }

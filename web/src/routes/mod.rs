@@ -8,6 +8,7 @@ pub mod auth;
 mod context;
 pub mod edge;
 mod health;
+pub mod openapi;
 mod operations;
 mod signing;
 mod ui;
@@ -118,6 +119,10 @@ pub fn route_table() -> Vec<(RouteRule, MethodRouter<AppState>)> {
             post(account::change_password),
         ),
         r(GET, "/api/me", LoggedIn, get(account::me)),
+        // The API's description and its docs page: like everything else, for the logged in.
+        r(GET, openapi::SPEC_PATH, LoggedIn, get(openapi::spec)),
+        r(GET, openapi::DOCS_PATH, LoggedIn, get(openapi::docs_index)),
+        r(GET, "/api/docs/{*file}", LoggedIn, get(openapi::docs_file)),
         // Samples: pages.
         r(
             GET,
@@ -222,13 +227,13 @@ pub fn route_table() -> Vec<(RouteRule, MethodRouter<AppState>)> {
             POST,
             "/api/outbox/parked/retry",
             Needs(Operations),
-            post(operations::retry_parked_api),
+            post(operations::retry_parked_api_all),
         ),
         r(
             POST,
             "/api/outbox/parked/{position}/retry",
             Needs(Operations),
-            post(operations::retry_parked_api),
+            post(operations::retry_parked_api_one),
         ),
         r(GET, "/metrics", Needs(Read), get(operations::metrics)),
         // Administration.

@@ -7,14 +7,23 @@ use crate::error::AppError;
 use crate::startup::AppState;
 use askama::Template;
 use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use kafka::consumer::{DeadLetter, DeadLetters, Reprocessed};
 use lab::samples::SamplesProjection;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 /// `GET /metrics` in the Prometheus text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Prometheus metrics",
+    responses((status = 200, description = "The Prometheus text exposition format", body = String, content_type = "text/plain; version=0.0.4")),
+)]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     if let Err(error) = state.metrics.refresh_gauges(state.samples.pool()).await {
         tracing::warn!(%error, "outbox and transaction gauges could not be refreshed");
@@ -34,10 +43,13 @@ fn dead_letters(state: &AppState) -> Result<&DeadLetters<SamplesProjection>, App
     })
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(default)]
+#[into_params(parameter_in = Query)]
 pub struct DeadLetterQuery {
+    /// Only this event type.
     event_type: Option<String>,
+    /// pending or reprocessed.
     status: Option<String>,
 }
 
@@ -67,10 +79,23 @@ impl DeadLetterQuery {
 }
 
 /// `GET /api/dead-letters?event_type=&status=`
+#[utoipa::path(
+    get,
+    path = "/api/dead-letters",
+    tag = "operations",
+    summary = "Dead letters (at most 500)",
+    params(DeadLetterQuery),
+    responses(
+        (status = 200, description = "The dead letters, newest first", body = Vec<DeadLetter>),
+        (status = 400, description = "A query parameter is invalid", body = crate::routes::openapi::ErrorResponse),
+        (status = 404, description = "Dead letters exist only when events flow through Kafka", body = crate::routes::openapi::ErrorResponse),
+    ),
+)]
 pub async fn list_api(
     State(state): State<AppState>,
-    Query(q): Query<DeadLetterQuery>,
+    query: Result<Query<DeadLetterQuery>, QueryRejection>,
 ) -> Result<Json<Vec<DeadLetter>>, AppError> {
+    let Query(q) = query.map_err(|e| AppError::BadRequest(e.body_text()))?;
     let letters = dead_letters(&state)?
         .list(q.event_type(), q.status()?, 500)
         .await?;
@@ -78,10 +103,23 @@ pub async fn list_api(
 }
 
 /// `POST /api/dead-letters/{id}/reprocess`
+#[utoipa::path(
+    post,
+    path = "/api/dead-letters/{id}/reprocess",
+    tag = "operations",
+    summary = "Re-process one dead letter",
+    params(("id" = i64, Path, description = "The dead letter's id")),
+    responses(
+        (status = 200, description = "What re-processing did", body = Reprocessed),
+        (status = 400, description = "The id is not a number", body = crate::routes::openapi::ErrorResponse),
+        (status = 404, description = "No such dead letter, or no Kafka", body = crate::routes::openapi::ErrorResponse),
+    ),
+)]
 pub async fn reprocess_api(
     State(state): State<AppState>,
-    Path(id): Path<i64>,
+    id: Result<Path<i64>, PathRejection>,
 ) -> Result<Json<Reprocessed>, AppError> {
+    let Path(id) = id.map_err(|e| AppError::BadRequest(e.body_text()))?;
     dead_letters(&state)?
         .reprocess(id)
         .await?
@@ -90,6 +128,16 @@ pub async fn reprocess_api(
 }
 
 /// `POST /api/dead-letters/reprocess`: every pending one, oldest first.
+#[utoipa::path(
+    post,
+    path = "/api/dead-letters/reprocess",
+    tag = "operations",
+    summary = "Re-process every pending dead letter, oldest first",
+    responses(
+        (status = 200, description = "What re-processing did, one entry per dead letter", body = Vec<Reprocessed>),
+        (status = 404, description = "Dead letters exist only when events flow through Kafka", body = crate::routes::openapi::ErrorResponse),
+    ),
+)]
 pub async fn reprocess_all_api(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<Reprocessed>>, AppError> {
@@ -148,25 +196,64 @@ pub async fn reprocess_page(
 
 /// `GET /api/outbox/parked`: events the relay set aside because they could not be
 /// encoded, with the reason; their aggregates' later events wait behind them.
+#[utoipa::path(
+    get,
+    path = "/api/outbox/parked",
+    tag = "operations",
+    summary = "Events the outbox relay set aside (at most 500)",
+    responses((status = 200, description = "The parked events, oldest first", body = Vec<kafka::relay::ParkedEvent>)),
+)]
 pub async fn parked_api(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<kafka::relay::ParkedEvent>>, AppError> {
     Ok(Json(kafka::relay::parked(state.samples.pool(), 500).await?))
 }
 
-/// `POST /api/outbox/parked/retry` (all) and `POST /api/outbox/parked/{position}/retry`:
-/// puts parked events back in the queue once the cause is fixed.
-pub async fn retry_parked_api(
+/// How many parked events went back in the queue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Requeued {
+    pub requeued: u64,
+}
+
+/// `POST /api/outbox/parked/retry`: puts every parked event back in the queue once the
+/// cause is fixed.
+#[utoipa::path(
+    post,
+    path = "/api/outbox/parked/retry",
+    tag = "operations",
+    summary = "Put every parked event back in the outbox queue",
+    responses((status = 200, description = "How many were requeued", body = Requeued)),
+)]
+pub async fn retry_parked_api_all(
     State(state): State<AppState>,
-    position: Option<Path<i64>>,
-) -> Result<Json<serde_json::Value>, AppError> {
-    let position = position.map(|Path(p)| p);
-    let requeued = kafka::relay::retry_parked(state.samples.pool(), position).await?;
-    if position.is_some() && requeued == 0 {
+) -> Result<Json<Requeued>, AppError> {
+    let requeued = kafka::relay::retry_parked(state.samples.pool(), None).await?;
+    Ok(Json(Requeued { requeued }))
+}
+
+/// `POST /api/outbox/parked/{position}/retry`: puts one parked event back in the queue.
+#[utoipa::path(
+    post,
+    path = "/api/outbox/parked/{position}/retry",
+    tag = "operations",
+    summary = "Put one parked event back in the outbox queue",
+    params(("position" = i64, Path, description = "The event's outbox position")),
+    responses(
+        (status = 200, description = "Requeued", body = Requeued),
+        (status = 400, description = "The position is not a number", body = crate::routes::openapi::ErrorResponse),
+        (status = 404, description = "No parked event at that position", body = crate::routes::openapi::ErrorResponse),
+    ),
+)]
+pub async fn retry_parked_api_one(
+    State(state): State<AppState>,
+    position: Result<Path<i64>, PathRejection>,
+) -> Result<Json<Requeued>, AppError> {
+    let Path(position) = position.map_err(|e| AppError::BadRequest(e.body_text()))?;
+    let requeued = kafka::relay::retry_parked(state.samples.pool(), Some(position)).await?;
+    if requeued == 0 {
         return Err(AppError::NotFound(format!(
-            "no parked event at outbox position {}",
-            position.unwrap_or_default()
+            "no parked event at outbox position {position}"
         )));
     }
-    Ok(Json(serde_json::json!({ "requeued": requeued })))
+    Ok(Json(Requeued { requeued }))
 }
