@@ -89,7 +89,6 @@ fn max_examples() -> String {
         .unwrap_or_else(|| "30".to_owned())
 }
 
-
 /// One schemathesis run sending `headers` (how it authenticates), `filter` choosing the
 /// operations; the path of its HAR report (every request and response).
 fn run(
