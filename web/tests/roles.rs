@@ -276,9 +276,9 @@ async fn every_role_against_every_route() -> TestResult {
             } else if rule.access == Access::Public {
                 status != StatusCode::FORBIDDEN && !status.is_server_error()
             } else if allowed {
-                !(to_login && rule.path != "/logout")
-                    && !matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
-                    && !status.is_server_error()
+                let sent_to_login = to_login && rule.path != "/logout";
+                let refused = matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
+                !(sent_to_login || refused || status.is_server_error())
             } else {
                 let refused = match role {
                     Some(_) => status == StatusCode::FORBIDDEN,
