@@ -5,7 +5,7 @@
 mod support;
 
 use kafka::testkit::{Broker, read_topic, registry};
-use lab::accounts::{Accounts, Actor, NewUser, Principal, PrincipalKind, Role};
+use lab::accounts::{Accounts, Actor, NewUser, Role};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -89,30 +89,11 @@ impl Platform {
         tokio::spawn(app.run_until_stopped());
         // Every call needs a login: an administrator, whose API token the tests use.
         let accounts = Accounts::new(pool.clone(), settings.account_policy());
-        let admin = accounts
-            .create_user(
-                &NewUser {
-                    username: "admin".into(),
-                    display_name: "Ada Admin".into(),
-                    role: "admin".into(),
-                    password: support::PASSWORD.into(),
-                },
-                Actor::CLI,
-            )
-            .await?;
-        let admin = Principal {
-            id: admin.id,
-            name: admin.display_name,
-            role: Role::Admin,
-            kind: PrincipalKind::User,
-        };
-        let token = accounts
-            .create_token("pipeline tests", "lab_manager", &admin, None)
-            .await?;
+        let (_, token) = support::seed_admin(&accounts).await?;
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(
             reqwest::header::AUTHORIZATION,
-            reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.secret))?,
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))?,
         );
         let http = reqwest::Client::builder()
             .default_headers(headers)

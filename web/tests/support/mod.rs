@@ -72,6 +72,32 @@ pub fn csrf_in(html: &str) -> Option<String> {
     Some(html[start..start + end].to_owned())
 }
 
+/// The administrator every test database gets (`admin`, [`PASSWORD`]) and the secret of
+/// a lab manager's API token made by them (the highest role a token can have).
+pub async fn seed_admin(accounts: &Accounts) -> TestResult<(Principal, String)> {
+    let user = accounts
+        .create_user(
+            &NewUser {
+                username: "admin".into(),
+                display_name: "Ada Admin".into(),
+                role: "admin".into(),
+                password: PASSWORD.into(),
+            },
+            Actor::CLI,
+        )
+        .await?;
+    let admin = Principal {
+        id: user.id,
+        name: user.display_name,
+        role: Role::Admin,
+        kind: PrincipalKind::User,
+    };
+    let token = accounts
+        .create_token("test suite", "lab_manager", &admin, None)
+        .await?;
+    Ok((admin, token.secret))
+}
+
 impl TestApp {
     pub async fn spawn() -> TestResult<Self> {
         Self::spawn_with(&[]).await
@@ -95,30 +121,11 @@ impl TestApp {
         let base = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped());
         let accounts = Accounts::new(pool.clone(), settings.account_policy());
-        let admin_user = accounts
-            .create_user(
-                &NewUser {
-                    username: "admin".into(),
-                    display_name: "Ada Admin".into(),
-                    role: "admin".into(),
-                    password: PASSWORD.into(),
-                },
-                Actor::CLI,
-            )
-            .await?;
-        let admin = Principal {
-            id: admin_user.id,
-            name: admin_user.display_name,
-            role: Role::Admin,
-            kind: PrincipalKind::User,
-        };
-        let token = accounts
-            .create_token("test suite", "lab_manager", &admin, None)
-            .await?;
+        let (admin, token) = seed_admin(&accounts).await?;
         let mut headers = HeaderMap::new();
         headers.insert(
             AUTHORIZATION,
-            HeaderValue::from_str(&format!("Bearer {}", token.secret))?,
+            HeaderValue::from_str(&format!("Bearer {token}"))?,
         );
         let client = reqwest::Client::builder()
             .redirect(Policy::none())
