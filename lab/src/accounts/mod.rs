@@ -663,28 +663,21 @@ impl Accounts {
     async fn reserve_attempt(&self, keys: &[(String, i64, &str)]) -> Result<(), Error> {
         let mut sorted: Vec<&(String, i64, &str)> = keys.iter().collect();
         sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        // A key already at its limit is refused without queueing on its lock, so a flood
+        // from one address cannot hold the pool's connections while it waits.
+        for (key, limit, whose) in &sorted {
+            if let Some(wait) = self.over_limit(&self.pool, key, *limit).await? {
+                return Err(Self::too_many(wait, whose));
+            }
+        }
         let mut tx = self.pool.begin().await?;
         for (key, limit, whose) in sorted {
             sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7227))")
                 .bind(key)
                 .execute(&mut *tx)
                 .await?;
-            let row = sqlx::query(
-                "SELECT count(*) AS attempts, \
-                        EXTRACT(EPOCH FROM (min(failed_at) + make_interval(secs => $2) - clock_timestamp()))::float8 AS wait_s \
-                 FROM login_failures WHERE key = $1 AND failed_at > clock_timestamp() - make_interval(secs => $2)",
-            )
-            .bind(key)
-            .bind(interval(self.policy.failure_window))
-            .fetch_one(&mut *tx)
-            .await?;
-            let attempts: i64 = row.try_get("attempts")?;
-            if attempts >= *limit {
-                let wait: Option<f64> = row.try_get("wait_s")?;
-                return Err(Self::too_many(
-                    Duration::from_secs_f64(wait.unwrap_or(60.0).max(1.0)),
-                    whose,
-                ));
+            if let Some(wait) = self.over_limit(&mut *tx, key, *limit).await? {
+                return Err(Self::too_many(wait, whose));
             }
             sqlx::query("INSERT INTO login_failures (key) VALUES ($1)")
                 .bind(key)
@@ -692,14 +685,58 @@ impl Accounts {
                 .await?;
         }
         tx.commit().await?;
-        // Keep the table to what the window can still count.
-        sqlx::query(
+        // Keep the table to what the window can still count (best effort).
+        if let Err(error) = sqlx::query(
             "DELETE FROM login_failures WHERE failed_at < clock_timestamp() - make_interval(secs => $1) * 2",
         )
         .bind(interval(self.policy.failure_window))
         .execute(&self.pool)
-        .await?;
+        .await
+        {
+            tracing::warn!(%error, "old login failures could not be deleted");
+        }
         Ok(())
+    }
+
+    /// How long until `key` may try again, if it is at `limit` attempts in the window.
+    async fn over_limit<'e>(
+        &self,
+        executor: impl sqlx::PgExecutor<'e>,
+        key: &str,
+        limit: i64,
+    ) -> Result<Option<Duration>, Error> {
+        let row = sqlx::query(
+            "SELECT count(*) AS attempts, \
+                    EXTRACT(EPOCH FROM (min(failed_at) + make_interval(secs => $2) - clock_timestamp()))::float8 AS wait_s \
+             FROM login_failures WHERE key = $1 AND failed_at > clock_timestamp() - make_interval(secs => $2)",
+        )
+        .bind(key)
+        .bind(interval(self.policy.failure_window))
+        .fetch_one(executor)
+        .await?;
+        let attempts: i64 = row.try_get("attempts")?;
+        if attempts < limit {
+            return Ok(None);
+        }
+        let wait: Option<f64> = row.try_get("wait_s")?;
+        Ok(Some(Duration::from_secs_f64(wait.unwrap_or(60.0).max(1.0))))
+    }
+
+    /// Gives back attempts counted in advance whose password was never judged (the
+    /// server was busy or the database failed): they are not the person's failures.
+    async fn give_back(&self, keys: &[&str]) {
+        for key in keys {
+            if let Err(error) = sqlx::query(
+                "DELETE FROM login_failures WHERE ctid = \
+                 (SELECT ctid FROM login_failures WHERE key = $1 ORDER BY failed_at DESC LIMIT 1)",
+            )
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            {
+                tracing::warn!(%error, "a counted attempt could not be given back");
+            }
+        }
     }
 
     /// After a right password: the account's (or signer's) count starts again, and the
@@ -725,8 +762,13 @@ impl Accounts {
         let minutes = wait.as_secs().div_ceil(60).max(1);
         Error::TooManyAttempts {
             message: format!(
-                "Too many failed attempts {whose}. Try again in {minutes} minute{}, or ask an administrator to reset the password.",
-                if minutes == 1 { "" } else { "s" }
+                "Too many failed attempts {whose}. Try again in {minutes} minute{}{}.",
+                if minutes == 1 { "" } else { "s" },
+                if whose.contains("account") {
+                    ", or ask an administrator to reset the password"
+                } else {
+                    ""
+                }
             ),
             retry_after: wait,
         }
@@ -761,18 +803,31 @@ impl Accounts {
             ));
         }
         self.reserve_attempt(&keys).await?;
-        let row = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS}, password_hash FROM users WHERE lower(username) = lower($1)"
-        ))
-        .bind(&username)
-        .fetch_optional(&self.pool)
-        .await?;
-        let stored: Option<String> = row
-            .as_ref()
-            .map(|r| r.try_get("password_hash"))
-            .transpose()?;
-        let matches = verify_password(password.to_owned(), stored).await?;
-        let user = row.as_ref().map(user_from).transpose()?;
+        let judged = async {
+            let row = sqlx::query(&format!(
+                "SELECT {USER_COLUMNS}, password_hash FROM users WHERE lower(username) = lower($1)"
+            ))
+            .bind(&username)
+            .fetch_optional(&self.pool)
+            .await?;
+            let stored: Option<String> = row
+                .as_ref()
+                .map(|r| r.try_get("password_hash"))
+                .transpose()?;
+            let matches = verify_password(password.to_owned(), stored).await?;
+            let user = row.as_ref().map(user_from).transpose()?;
+            Ok::<_, Error>((matches, user))
+        }
+        .await;
+        let (matches, user) = match judged {
+            Ok(judged) => judged,
+            Err(error) => {
+                let mut counted = vec![account_key.as_str()];
+                counted.extend(address_key.as_deref());
+                self.give_back(&counted).await;
+                return Err(error);
+            }
+        };
         match user {
             Some(user) if matches && user.enabled => {
                 self.attempt_succeeded(&account_key, address_key.as_deref())
@@ -829,12 +884,23 @@ impl Accounts {
             "to enter your password",
         )])
         .await?;
-        let stored: Option<String> =
-            sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1 AND enabled")
-                .bind(principal.id)
-                .fetch_optional(&self.pool)
-                .await?;
-        if verify_password(password.to_owned(), stored).await? {
+        let judged = async {
+            let stored: Option<String> =
+                sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1 AND enabled")
+                    .bind(principal.id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            verify_password(password.to_owned(), stored).await
+        }
+        .await;
+        let matches = match judged {
+            Ok(matches) => matches,
+            Err(error) => {
+                self.give_back(&[key.as_str()]).await;
+                return Err(error);
+            }
+        };
+        if matches {
             self.attempt_succeeded(&key, None).await?;
             Ok(())
         } else {

@@ -3,7 +3,7 @@
 use crate::error::Error;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
@@ -30,11 +30,15 @@ pub fn check_new_password(password: &str, username: &str) -> Result<(), String> 
 
 /// At most this many hashes at once (one per core): each takes 19 MiB and a core for
 /// tens of milliseconds, so a flood of logins must queue, not exhaust memory.
-fn hashing_slots() -> &'static Semaphore {
-    static SLOTS: OnceLock<Semaphore> = OnceLock::new();
-    SLOTS.get_or_init(|| {
-        Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get().max(2)))
-    })
+fn hashing_slots() -> Arc<Semaphore> {
+    static SLOTS: OnceLock<Arc<Semaphore>> = OnceLock::new();
+    SLOTS
+        .get_or_init(|| {
+            Arc::new(Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
+            ))
+        })
+        .clone()
 }
 
 /// How long a password check waits for a free slot before the server says it is busy.
@@ -47,13 +51,18 @@ async fn blocking<T: Send + 'static>(
         message: "The server is busy checking passwords; try again in a moment.".into(),
         retry_after: Duration::from_secs(2),
     };
-    let _slot = match tokio::time::timeout(BUSY_AFTER, hashing_slots().acquire()).await {
+    let slot = match tokio::time::timeout(BUSY_AFTER, hashing_slots().acquire_owned()).await {
         Ok(Ok(permit)) => permit,
         Ok(Err(_)) | Err(_) => return Err(busy()),
     };
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| Error::Internal(format!("password hashing task failed: {e}")))
+    // The slot is held by the hashing itself, not by the request: a client that hangs up
+    // does not free it while the hash still runs.
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        work()
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("password hashing task failed: {e}")))
 }
 
 /// The PHC string of `password` (argon2id, a fresh random salt).

@@ -137,7 +137,7 @@ pub async fn login(
     {
         Ok(session) => {
             // Logging in again (as anyone) ends the session this browser had.
-            if let Some(old) = auth::session_of(&headers)
+            if let Some(old) = auth::session_of(state.secure_cookies, &headers)
                 && let Err(error) = state.accounts.end_session(&old).await
             {
                 tracing::warn!(%error, "the browser's previous session could not be ended");
@@ -170,7 +170,7 @@ pub async fn logout(
     identity: Identity,
     headers: HeaderMap,
 ) -> Result<Response, PageError> {
-    if let Some(cookie) = auth::session_of(&headers) {
+    if let Some(cookie) = auth::session_of(state.secure_cookies, &headers) {
         let actor = Actor {
             principal: Some(&identity.principal),
             address: address.as_deref(),

@@ -425,7 +425,8 @@ pub struct NewTokenBody {
     /// What the token is for, e.g. the instrument's name.
     #[schema(required = true)]
     name: String,
-    /// viewer, technician, lab_manager or admin.
+    /// viewer, technician or lab_manager (administration needs a person, so no token is
+    /// an admin).
     #[schema(required = true)]
     role: String,
 }

@@ -308,7 +308,7 @@ pub struct ActionBody {
     responses(
         (status = 200, description = "Done (or, with a repeated Idempotency-Key, done before)", body = CommandResponse),
         (status = 400, description = "The body is not valid, or a field is missing or invalid", body = crate::routes::openapi::ErrorResponse),
-        (status = 401, description = "Not authenticated, or the signature's password is wrong", body = crate::routes::openapi::ErrorResponse),
+        (status = 401, description = "Not authenticated", body = crate::routes::openapi::ErrorResponse),
         (status = 404, description = "No such sample", body = crate::routes::openapi::ErrorResponse),
         (status = 409, description = "The lifecycle does not allow this now, or `expected_version` is stale", body = crate::routes::openapi::ErrorResponse),
         (status = 422, description = "The Idempotency-Key was used for another request", body = crate::routes::openapi::ErrorResponse),
@@ -345,7 +345,7 @@ pub async fn receive(
     responses(
         (status = 200, description = "Done (or, with a repeated Idempotency-Key, done before)", body = CommandResponse),
         (status = 400, description = "The body is not valid, or a field is missing or invalid", body = crate::routes::openapi::ErrorResponse),
-        (status = 401, description = "Not authenticated, or the signature's password is wrong", body = crate::routes::openapi::ErrorResponse),
+        (status = 401, description = "Not authenticated", body = crate::routes::openapi::ErrorResponse),
         (status = 404, description = "No such sample", body = crate::routes::openapi::ErrorResponse),
         (status = 409, description = "The lifecycle does not allow this now, or `expected_version` is stale", body = crate::routes::openapi::ErrorResponse),
         (status = 422, description = "The Idempotency-Key was used for another request", body = crate::routes::openapi::ErrorResponse),
@@ -383,7 +383,7 @@ pub async fn validate(
     responses(
         (status = 200, description = "Done (or, with a repeated Idempotency-Key, done before)", body = CommandResponse),
         (status = 400, description = "The body is not valid, or a field is missing or invalid", body = crate::routes::openapi::ErrorResponse),
-        (status = 401, description = "Not authenticated, or the signature's password is wrong", body = crate::routes::openapi::ErrorResponse),
+        (status = 401, description = "Not authenticated", body = crate::routes::openapi::ErrorResponse),
         (status = 404, description = "No such sample", body = crate::routes::openapi::ErrorResponse),
         (status = 409, description = "The lifecycle does not allow this now, or `expected_version` is stale", body = crate::routes::openapi::ErrorResponse),
         (status = 422, description = "The Idempotency-Key was used for another request", body = crate::routes::openapi::ErrorResponse),

@@ -46,10 +46,15 @@ pub const SESSION_COOKIE: &str = "tracseq_session";
 /// subdomain or with a `Domain`, so no other site of the lab's domain can plant one.
 pub const SECURE_SESSION_COOKIE: &str = "__Host-tracseq_session";
 
-/// The session cookie of a request, the `__Host-` one first.
-pub fn session_of(headers: &HeaderMap) -> Option<String> {
-    super::context::cookie(headers, SECURE_SESSION_COOKIE)
-        .or_else(|| super::context::cookie(headers, SESSION_COOKIE))
+/// The session cookie of a request: over HTTPS only the `__Host-` one (a plain one could
+/// have been planted by a sibling subdomain), over plain HTTP the plain one.
+pub fn session_of(setting: SecureCookies, headers: &HeaderMap) -> Option<String> {
+    let name = if secure(setting, headers) {
+        SECURE_SESSION_COOKIE
+    } else {
+        SESSION_COOKIE
+    };
+    super::context::cookie(headers, name)
 }
 pub const CSRF_FIELD: &str = "csrf_token";
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -177,7 +182,7 @@ async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Option<Identi
             )),
         };
     }
-    let Some(cookie) = session_of(headers) else {
+    let Some(cookie) = session_of(state.secure_cookies, headers) else {
         return Ok(None);
     };
     Ok(state

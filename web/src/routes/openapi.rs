@@ -34,7 +34,7 @@ web pages, for instruments and scripts.
 
 **Authentication.** Send an API token on every request: `Authorization: Bearer tsq_...`. \
 An administrator creates tokens (`POST /api/tokens` or the Administration page); each \
-token has a role (viewer, technician, lab_manager, admin) that decides what it may do \
+token has a role (viewer, technician or lab_manager; administration needs a person) that decides what it may do \
 (a 403 otherwise). Browsers that are logged in use the session cookie instead; a browser \
 session must also send its CSRF token in the `X-CSRF-Token` header on every POST (the \
 token is on every page of the UI).
