@@ -245,6 +245,15 @@ async fn sessions_expire_when_idle_and_at_their_absolute_end() -> TestResult {
             .unwrap_or_default();
         assert!(location.starts_with("/login"), "{location}");
     }
+    // The retention job's pruning deletes exactly the two expired sessions.
+    let before: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions")
+        .fetch_one(&app.pool)
+        .await?;
+    let (pruned, _) = app.accounts.prune().await?;
+    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions")
+        .fetch_one(&app.pool)
+        .await?;
+    assert_eq!((pruned, before - after), (2, 2));
     Ok(())
 }
 

@@ -685,16 +685,6 @@ impl Accounts {
                 .await?;
         }
         tx.commit().await?;
-        // Keep the table to what the window can still count (best effort).
-        if let Err(error) = sqlx::query(
-            "DELETE FROM login_failures WHERE failed_at < clock_timestamp() - make_interval(secs => $1) * 2",
-        )
-        .bind(interval(self.policy.failure_window))
-        .execute(&self.pool)
-        .await
-        {
-            tracing::warn!(%error, "old login failures could not be deleted");
-        }
         Ok(())
     }
 
@@ -953,18 +943,6 @@ impl Accounts {
         .await?;
         audit(&mut *tx, actor, "login", Some(&user.username), None).await?;
         tx.commit().await?;
-        // Expired sessions go now and then, on the back of a login; if that fails, the
-        // login still stands.
-        if let Err(error) = sqlx::query(
-            "DELETE FROM sessions WHERE expires_at < clock_timestamp() \
-                OR last_seen_at < clock_timestamp() - make_interval(secs => $1)",
-        )
-        .bind(interval(self.policy.idle_timeout))
-        .execute(&self.pool)
-        .await
-        {
-            tracing::warn!(%error, "expired sessions could not be deleted");
-        }
         Ok(NewSession {
             cookie,
             csrf_token,
@@ -1007,6 +985,28 @@ impl Accounts {
             },
             csrf_token: row.try_get("csrf_token")?,
         }))
+    }
+
+    /// Deletes what can no longer count: expired sessions (idle or absolute) and failed
+    /// attempts older than the throttling window. Run by the retention job, not on the
+    /// login path; until then such rows are only ignored.
+    pub async fn prune(&self) -> Result<(u64, u64), Error> {
+        let sessions = sqlx::query(
+            "DELETE FROM sessions WHERE expires_at < clock_timestamp() \
+                OR last_seen_at < clock_timestamp() - make_interval(secs => $1)",
+        )
+        .bind(interval(self.policy.idle_timeout))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        let failures = sqlx::query(
+            "DELETE FROM login_failures WHERE failed_at < clock_timestamp() - make_interval(secs => $1)",
+        )
+        .bind(interval(self.policy.failure_window))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok((sessions, failures))
     }
 
     /// Ends the session a cookie names, if any (a new login in the same browser).
