@@ -278,18 +278,22 @@ impl DetailPage {
     }
 }
 
+/// The sample page's content. With `catch_up`, it first waits (briefly) until the read
+/// table shows the latest version the events hold, as the store says, not the form.
 async fn detail_page(
     state: &AppState,
     id: Uuid,
     me: Me,
     message: Option<String>,
+    catch_up: bool,
 ) -> Result<DetailPage, PageError> {
-    let sample = state
-        .samples
-        .get(id)
-        .await?
-        .ok_or_else(|| AppError::NotFound("There is no sample with this id.".into()))?;
+    let missing = || AppError::NotFound("There is no sample with this id.".into());
     let timeline = state.samples.timeline(id).await?;
+    let latest = timeline.last().map(|e| e.version).ok_or_else(missing)?;
+    if catch_up {
+        state.samples.wait_for_version(id, latest).await;
+    }
+    let sample = state.samples.get(id).await?.ok_or_else(missing)?;
     Ok(DetailPage {
         sample,
         timeline,
@@ -331,7 +335,7 @@ pub async fn detail(
         ),
         _ => None,
     };
-    let page = detail_page(&state, id, identity.me(), message).await?;
+    let page = detail_page(&state, id, identity.me(), message, false).await?;
     Ok(render(StatusCode::OK, &page))
 }
 
@@ -443,13 +447,9 @@ async fn act(
         Err(error) => {
             error.log();
             let status = error.status();
-            // Show the sample as its events stand: the read table may lag behind them, so
-            // wait (briefly) for their latest version, which the store says, not the form.
-            let Some(latest) = state.samples.timeline(id).await?.last().map(|e| e.version) else {
-                return Err(AppError::NotFound("There is no sample with this id.".into()).into());
-            };
-            state.samples.wait_for_version(id, latest).await;
-            let page = detail_page(&state, id, identity.me(), Some(error.public_message())).await?;
+            // Show the sample as its events stand: the read table may lag behind them.
+            let message = Some(error.public_message());
+            let page = detail_page(&state, id, identity.me(), message, true).await?;
             let mut response = render(status, &page);
             error.decorate(&mut response);
             Ok(response)
