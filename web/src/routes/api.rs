@@ -316,22 +316,13 @@ pub struct ActionBody {
 )]
 pub async fn receive(
     state: State<AppState>,
-    Peer(address): Peer,
+    peer: Peer,
     identity: Identity,
     path: Path<String>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, AppError> {
-    act(
-        state,
-        Peer(address),
-        identity,
-        path,
-        headers,
-        body,
-        Action::Receive,
-    )
-    .await
+    act(state, peer, identity, path, headers, body, Action::Receive).await
 }
 
 /// `POST /api/samples/{id}/validate`
@@ -354,22 +345,13 @@ pub async fn receive(
 )]
 pub async fn validate(
     state: State<AppState>,
-    Peer(address): Peer,
+    peer: Peer,
     identity: Identity,
     path: Path<String>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, AppError> {
-    act(
-        state,
-        Peer(address),
-        identity,
-        path,
-        headers,
-        body,
-        Action::Validate,
-    )
-    .await
+    act(state, peer, identity, path, headers, body, Action::Validate).await
 }
 
 /// `POST /api/samples/{id}/reject`
@@ -392,22 +374,13 @@ pub async fn validate(
 )]
 pub async fn reject(
     state: State<AppState>,
-    Peer(address): Peer,
+    peer: Peer,
     identity: Identity,
     path: Path<String>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, AppError> {
-    act(
-        state,
-        Peer(address),
-        identity,
-        path,
-        headers,
-        body,
-        Action::Reject,
-    )
-    .await
+    act(state, peer, identity, path, headers, body, Action::Reject).await
 }
 
 async fn act(
