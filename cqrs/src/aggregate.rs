@@ -141,12 +141,31 @@ pub trait Aggregate:
         Vec::new()
     }
 
+    /// [`Self::unique_values`] of an event of aggregate `aggregate_id`, for events whose
+    /// claims name the aggregate itself (a storage unit sealing its own positions).
+    fn unique_values_of(
+        aggregate_id: uuid::Uuid,
+        event: &Self::Event,
+    ) -> Vec<(&'static str, String)> {
+        let _ = aggregate_id;
+        Self::unique_values(event)
+    }
+
     /// Values an event gives up, as `(scope, value)` pairs (a freed storage position, a
     /// disposed tube's barcode): the store releases them atomically with the event, and
     /// another aggregate may then claim them. Only values this aggregate holds are
     /// released.
     fn released_values(_event: &Self::Event) -> Vec<(&'static str, String)> {
         Vec::new()
+    }
+
+    /// The other aggregate of this type an event of a decision belongs to, if the
+    /// decision creates one (an aliquot taken from a sample): the repository appends such
+    /// events to that new stream instead of the deciding one, in the same commit, all or
+    /// nothing with the decision. `None` (the default): the deciding aggregate's own.
+    fn belongs_to(event: &Self::Event) -> Option<uuid::Uuid> {
+        let _ = event;
+        None
     }
 
     /// Folds events into a state.

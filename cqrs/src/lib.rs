@@ -5,6 +5,7 @@
 
 pub mod aggregate;
 pub mod sample;
+pub mod storage;
 pub mod testing;
 
 pub use aggregate::{Aggregate, DomainEvent, PayloadError, untag};

@@ -492,9 +492,48 @@ impl Columns {
     }
 }
 
-/// Runs the batch statement: `Err` only when the statement failed as a whole.
-async fn run_statement(
+/// Commits requests for distinct aggregates all or nothing: the batch statement inside a
+/// transaction that is committed only if every request won. The first refusal is the
+/// answer; nothing of any request is written then.
+pub(crate) async fn commit_together(
     pool: &PgPool,
+    requests: &[&AppendRequest],
+) -> Result<Vec<Appended>, StoreError> {
+    let mut seen = HashSet::new();
+    if requests.is_empty() || !requests.iter().all(|r| seen.insert(r.aggregate_id)) {
+        return Err(StoreError::Database(sqlx::Error::Protocol(
+            "append_together takes one request per aggregate".into(),
+        )));
+    }
+    let mut tx = pool.begin().await.map_err(StoreError::Database)?;
+    let results = match run_statement(&mut *tx, requests).await {
+        Ok(results) => results,
+        Err(error) => {
+            // The transaction is aborted; dropping it rolls it back.
+            let guilty = requests
+                .iter()
+                .find(|r| {
+                    error
+                        .as_database_error()
+                        .is_some_and(|db| taken_claim(db, r).is_some())
+                })
+                .copied()
+                .unwrap_or(requests[0]);
+            return Err(classify(error, guilty));
+        }
+    };
+    let mut appended = Vec::with_capacity(results.len());
+    for result in results {
+        // Dropping the transaction on the way out rolls the winners back.
+        appended.push(result?);
+    }
+    tx.commit().await.map_err(StoreError::Database)?;
+    Ok(appended)
+}
+
+/// Runs the batch statement: `Err` only when the statement failed as a whole.
+async fn run_statement<'c>(
+    executor: impl sqlx::PgExecutor<'c>,
     requests: &[&AppendRequest],
 ) -> Result<Vec<AppendResult>, sqlx::Error> {
     let c = Columns::build(requests).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
@@ -530,7 +569,7 @@ async fn run_statement(
         .bind(&c.command_names)
         .bind(&c.command_fingerprints)
         .bind(&c.command_principals)
-        .fetch_all(pool)
+        .fetch_all(executor)
         .await?;
 
     Ok(requests

@@ -128,9 +128,16 @@ impl EventStore {
                     duplicate: false,
                 });
             }
+            let (own, children) = split_decision::<A>(events);
             let (request, new_state) =
-                self.request::<A>(aggregate_id, loaded.version, loaded.state, &events, context)?;
-            match self.append(request).await {
+                self.request::<A>(aggregate_id, loaded.version, loaded.state, &own, context)?;
+            let appended = if children.is_empty() {
+                self.append(request).await
+            } else {
+                self.append_with_children::<A>(request, children, context)
+                    .await
+            };
+            match appended {
                 Ok(appended) => {
                     self.cache
                         .put(aggregate_id, new_state, appended.last_version);
@@ -260,6 +267,31 @@ impl EventStore {
         Err(CommandError::Rejected(rejection))
     }
 
+    /// Appends a decision that creates other aggregates (see `Aggregate::belongs_to`):
+    /// the deciding aggregate's request and one new stream per child, all or nothing.
+    async fn append_with_children<A: Aggregate>(
+        &self,
+        request: AppendRequest,
+        children: Vec<(Uuid, Vec<A::Event>)>,
+        context: &CommandContext,
+    ) -> Result<crate::append::Appended, StoreError> {
+        let mut requests = vec![request];
+        for (child_id, events) in children {
+            let (mut child, _) = self.request::<A>(child_id, 0, A::default(), &events, context)?;
+            // The command is recorded once, on the deciding aggregate.
+            child.command_id = None;
+            child.command_name = None;
+            child.fingerprint = None;
+            child.principal = None;
+            requests.push(child);
+        }
+        let mut appended = self.append_together(&requests).await?;
+        if appended.is_empty() {
+            return Err(StoreError::Closed);
+        }
+        Ok(appended.swap_remove(0))
+    }
+
     fn request<A: Aggregate>(
         &self,
         aggregate_id: Uuid,
@@ -281,7 +313,11 @@ impl EventStore {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let unique_claims = claims(events.iter().flat_map(A::unique_values));
+        let unique_claims = claims(
+            events
+                .iter()
+                .flat_map(|e| A::unique_values_of(aggregate_id, e)),
+        );
         let released_claims = claims(events.iter().flat_map(A::released_values));
         let last_version = version + events.len() as u64;
         let every = self.config().snapshot_every;
@@ -309,6 +345,23 @@ impl EventStore {
         };
         Ok((request, state))
     }
+}
+
+/// A decision's events split into the deciding aggregate's own and those of the
+/// aggregates it creates, grouped per new aggregate in decision order.
+fn split_decision<A: Aggregate>(events: Vec<A::Event>) -> (Vec<A::Event>, Vec<(Uuid, Vec<A::Event>)>) {
+    let mut own = Vec::with_capacity(events.len());
+    let mut children: Vec<(Uuid, Vec<A::Event>)> = Vec::new();
+    for event in events {
+        match A::belongs_to(&event) {
+            None => own.push(event),
+            Some(id) => match children.iter_mut().find(|(c, _)| *c == id) {
+                Some((_, list)) => list.push(event),
+                None => children.push((id, vec![event])),
+            },
+        }
+    }
+    (own, children)
 }
 
 fn claims(values: impl Iterator<Item = (&'static str, String)>) -> Vec<UniqueClaim> {

@@ -49,6 +49,7 @@ pub struct EventStore {
     config: StoreConfig,
     queue: mpsc::Sender<Pending>,
     committed: watch::Receiver<u64>,
+    committed_tx: watch::Sender<u64>,
     pub(crate) cache: Arc<StateCache>,
 }
 
@@ -70,7 +71,7 @@ impl EventStore {
                 max_requests: config.max_batch_requests.max(1),
                 max_events: config.max_batch_events.max(1),
             },
-            committed_tx,
+            committed_tx.clone(),
         );
         let cache = Arc::new(StateCache::new(config.state_cache_capacity));
         // `new` cannot fail, so a broken log order is shouted here at start-up; appends
@@ -90,6 +91,7 @@ impl EventStore {
             config,
             queue,
             committed,
+            committed_tx,
             cache,
         }
     }
@@ -131,6 +133,20 @@ impl EventStore {
     ) -> Vec<Result<Appended, StoreError>> {
         let refs: Vec<&AppendRequest> = requests.iter().collect();
         append::commit_batch(&self.pool, &refs).await
+    }
+
+    /// Appends to several aggregates all or nothing, in one transaction: either every
+    /// request's events (and claims, releases, command record) are committed or none
+    /// are. The first refusal (a version conflict, a taken claim) is the answer. For one
+    /// command whose decision creates other aggregates (see `Aggregate::belongs_to`).
+    pub async fn append_together(
+        &self,
+        requests: &[AppendRequest],
+    ) -> Result<Vec<Appended>, StoreError> {
+        let refs: Vec<&AppendRequest> = requests.iter().collect();
+        let appended = append::commit_together(&self.pool, &refs).await?;
+        self.committed_tx.send_modify(|n| *n += 1);
+        Ok(appended)
     }
 
     /// Loads an aggregate: its latest snapshot (if any is usable) plus the events after it.

@@ -90,9 +90,13 @@ pub fn snake_case(name: &str) -> String {
     out
 }
 
-/// The topic an aggregate type's events are published to: `laboratory.<type>.events`.
+/// The topic an aggregate type's events are published to: `laboratory.<type>.events`,
+/// except storage units, whose topic SPEC.md names `laboratory.storage.events`.
 pub fn topic_for(aggregate_type: &str) -> String {
-    format!("laboratory.{}.events", snake_case(aggregate_type))
+    match aggregate_type {
+        "StorageUnit" => "laboratory.storage.events".to_owned(),
+        other => format!("laboratory.{}.events", snake_case(other)),
+    }
 }
 
 /// The record field holding the aggregate's id (also the Kafka key): `<type>_id`.

@@ -16,11 +16,14 @@ mod signature;
 mod values;
 
 pub use signature::{Signature, SignatureMeaning};
+pub(crate) use values::bounded_text;
 pub use values::{
-    Barcode, Note, ParseError, PatientRef, SampleId, SampleType, TemperatureZone, VolumeUl,
+    Barcode, Note, ParseError, PatientRef, SampleId, SampleType, TemperatureZone, Volume, VolumeUl,
 };
 
+use crate::storage::{BoxFacts, Grid, Position, UnitCode, UnitId, position_claim};
 use crate::{Aggregate, DomainEvent, PayloadError, untag};
+use uuid::Uuid;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -62,7 +65,57 @@ pub enum SampleCommand {
         reason: Note,
         signature: Signature,
     },
+    /// Corrects a mistaken QC decision, as a new event (never an edit): `passed` is the
+    /// decision it should have been. Signed, with the reason.
+    CorrectQc {
+        passed: bool,
+        reason: Note,
+        signature: Signature,
+    },
+    /// Into a free position of a box of the sample's zone.
+    Store {
+        target: BoxFacts,
+        position: Position,
+    },
+    /// From its position to another; the old one is freed in the same commit.
+    Move {
+        target: BoxFacts,
+        position: Position,
+    },
+    RemoveFromStorage {
+        notes: Option<Note>,
+    },
+    /// Hands the tube to a person (chain of custody); frees its position if stored.
+    CheckOut {
+        holder_id: Uuid,
+        holder: Note,
+        notes: Option<Note>,
+    },
+    /// The holder gives it back; it is then in the lab, out of storage.
+    Return {
+        notes: Option<Note>,
+    },
+    /// Takes child samples from this one; their volumes come out of its volume.
+    Aliquot {
+        aliquots: Vec<NewAliquot>,
+    },
+    /// Destroyed; frees its position. Signed, with the reason.
+    Dispose {
+        reason: Note,
+        signature: Signature,
+    },
 }
+
+/// One child sample to take in an aliquot command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewAliquot {
+    pub sample_id: SampleId,
+    pub barcode: Barcode,
+    pub volume_ul: VolumeUl,
+}
+
+/// The most aliquots one command takes (a 96-well plate).
+pub const MAX_ALIQUOTS: usize = 96;
 
 /// Payload versions: 1 was serde's tagged form with `details` nested and named `volume`
 /// and `patient`; 2 (now) is the variant's fields alone, flat, named as in the Avro
@@ -93,6 +146,68 @@ pub enum SampleEvent {
     SampleRejected {
         reason: Note,
         /// `None` only for events recorded before signatures existed.
+        #[serde(flatten, with = "signature::flat")]
+        signature: Option<Signature>,
+    },
+    /// A QC decision corrected: `passed` is what it should have been.
+    SampleQcCorrected {
+        passed: bool,
+        reason: Note,
+        #[serde(flatten, with = "signature::flat")]
+        signature: Option<Signature>,
+    },
+    SampleStored {
+        box_id: UnitId,
+        box_code: UnitCode,
+        position: Position,
+    },
+    SampleMoved {
+        from_box_id: UnitId,
+        from_position: Position,
+        box_id: UnitId,
+        box_code: UnitCode,
+        position: Position,
+    },
+    SampleRemovedFromStorage {
+        box_id: UnitId,
+        position: Position,
+        notes: Option<Note>,
+    },
+    SampleCheckedOut {
+        holder_id: Uuid,
+        holder: Note,
+        notes: Option<Note>,
+        /// The position it left, if it was stored.
+        from_box_id: Option<UnitId>,
+        from_position: Option<Position>,
+    },
+    SampleReturned {
+        holder_id: Uuid,
+        holder: Note,
+        notes: Option<Note>,
+    },
+    /// On the parent: what was taken and what is left.
+    SampleAliquoted {
+        aliquots: Vec<NewAliquot>,
+        remaining_volume_ul: Volume,
+    },
+    /// The first event of a child sample, in the same commit as its parent's
+    /// `SampleAliquoted`.
+    AliquotCreated {
+        sample_id: SampleId,
+        parent_id: SampleId,
+        parent_barcode: Barcode,
+        barcode: Barcode,
+        sample_type: SampleType,
+        volume_ul: VolumeUl,
+        temperature_zone: TemperatureZone,
+        patient_ref: Option<PatientRef>,
+    },
+    SampleDisposed {
+        reason: Note,
+        /// The position it left, if it was stored.
+        from_box_id: Option<UnitId>,
+        from_position: Option<Position>,
         #[serde(flatten, with = "signature::flat")]
         signature: Option<Signature>,
     },
@@ -153,6 +268,9 @@ pub enum SampleStatus {
     Received,
     Validated,
     Rejected,
+    InStorage,
+    CheckedOut,
+    Disposed,
 }
 
 impl SampleStatus {
@@ -161,6 +279,9 @@ impl SampleStatus {
         Self::Received,
         Self::Validated,
         Self::Rejected,
+        Self::InStorage,
+        Self::CheckedOut,
+        Self::Disposed,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -169,17 +290,35 @@ impl SampleStatus {
             Self::Received => "received",
             Self::Validated => "validated",
             Self::Rejected => "rejected",
+            Self::InStorage => "in_storage",
+            Self::CheckedOut => "checked_out",
+            Self::Disposed => "disposed",
+        }
+    }
+
+    /// What a person reads.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Registered => "registered",
+            Self::Received => "received",
+            Self::Validated => "QC passed",
+            Self::Rejected => "QC failed",
+            Self::InStorage => "in storage",
+            Self::CheckedOut => "checked out",
+            Self::Disposed => "disposed",
         }
     }
 
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        let wanted = raw.trim().replace([' ', '-'], "_");
         Self::ALL
             .iter()
             .copied()
-            .find(|s| s.as_str().eq_ignore_ascii_case(raw.trim()))
+            .find(|s| s.as_str().eq_ignore_ascii_case(&wanted))
             .ok_or_else(|| ParseError {
                 message: format!(
-                    "unknown status '{raw}'; expected one of registered, received, validated, rejected"
+                    "unknown status '{}'; expected one of registered, received, validated, rejected, in_storage, checked_out, disposed",
+                    raw.trim()
                 ),
             })
     }
@@ -191,19 +330,62 @@ impl fmt::Display for SampleStatus {
     }
 }
 
-/// A command the sample's lifecycle does not allow.
+/// A command the sample's lifecycle does not allow. The messages are what the person who
+/// asked reads.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum SampleRejection {
     #[error("sample {0} is already registered")]
     AlreadyRegistered(SampleId),
     #[error("no such sample: it has not been registered")]
     NotRegistered,
-    #[error("sample is {0}; only a registered sample can be received")]
+    #[error("the sample is {}; only a registered sample can be received", .0.label())]
     CannotReceive(SampleStatus),
-    #[error("sample is {0}; only a received sample can be validated")]
+    #[error("the sample is {}; only a received sample can be validated", .0.label())]
     CannotValidate(SampleStatus),
-    #[error("sample is {0}; only a registered or received sample can be rejected")]
+    #[error("the sample is {}; only a registered or received sample can be rejected", .0.label())]
     CannotReject(SampleStatus),
+    #[error("the sample is {}; only a QC decision on a sample out of storage (QC passed or failed) can be corrected", .0.label())]
+    CannotCorrect(SampleStatus),
+    #[error("the sample already has this QC decision; a correction must change it")]
+    CorrectionChangesNothing,
+    #[error("the sample was never received; its QC cannot be corrected to passed")]
+    NeverReceived,
+    #[error("the sample is {}; only a sample that passed QC and is not in storage can be stored", .0.label())]
+    CannotStore(SampleStatus),
+    #[error("the sample is {}; only a stored sample can be moved or removed from storage", .0.label())]
+    NotInStorage(SampleStatus),
+    #[error("the sample must be kept at {sample_zone}; box {box_code} is {box_zone}")]
+    WrongZone {
+        sample_zone: TemperatureZone,
+        box_code: UnitCode,
+        box_zone: TemperatureZone,
+    },
+    #[error("box {box_code} is {grid}; it has no position {position}")]
+    NoSuchPosition {
+        box_code: UnitCode,
+        grid: Grid,
+        position: Position,
+    },
+    #[error("box {0} is decommissioned; nothing more goes into it")]
+    BoxDecommissioned(UnitCode),
+    #[error("the sample is already at {box_code} {position}")]
+    AlreadyThere { box_code: UnitCode, position: Position },
+    #[error("the sample is {}; only a sample that passed QC (stored or not) can be checked out", .0.label())]
+    CannotCheckOut(SampleStatus),
+    #[error("the sample is {}; only a checked-out sample can be returned", .0.label())]
+    NotCheckedOut(SampleStatus),
+    #[error("the sample is {}; only a sample that passed QC (stored or not) can be aliquoted", .0.label())]
+    CannotAliquot(SampleStatus),
+    #[error("an aliquot command takes 1 to {max} aliquots, not {0}", max = MAX_ALIQUOTS)]
+    AliquotCount(usize),
+    #[error("the aliquots need {wanted} µL but the sample has only {available} µL left")]
+    NotEnoughVolume { wanted: Volume, available: Volume },
+    #[error("barcode {0} is given twice (or is the parent's own)")]
+    DuplicateAliquotBarcode(Barcode),
+    #[error("the sample is already disposed")]
+    AlreadyDisposed,
+    #[error("the sample is checked out to {0}; it must be returned before it is disposed")]
+    DisposeCheckedOut(String),
 }
 
 /// The Sample aggregate's state.
@@ -218,6 +400,15 @@ pub struct RegisteredSample {
     pub details: SampleDetails,
     pub status: SampleStatus,
     pub rejection_reason: Option<Note>,
+    /// What is left in the tube: the registered volume less every aliquot taken.
+    pub volume_left: Volume,
+    /// Whether it was ever received (a QC correction to passed needs it).
+    pub received: bool,
+    /// Its position while it is in storage.
+    pub location: Option<(UnitId, Position)>,
+    /// Who holds it while it is checked out.
+    pub holder: Option<(Uuid, Note)>,
+    pub parent: Option<SampleId>,
 }
 
 impl Sample {
@@ -225,15 +416,47 @@ impl Sample {
         self.registered.as_ref().map(|s| s.status)
     }
 
+    fn require(&self) -> Result<&RegisteredSample, SampleRejection> {
+        self.registered.as_ref().ok_or(SampleRejection::NotRegistered)
+    }
+
     fn require_status(&self) -> Result<SampleStatus, SampleRejection> {
         self.status().ok_or(SampleRejection::NotRegistered)
     }
 }
 
+/// Whether `position` of `target` can take this sample, as far as the facts read show.
+/// The store enforces what a concurrent command could change (a free position, a box in
+/// service) with claims; this gives the person a clear reason first.
+fn check_target(
+    sample: &RegisteredSample,
+    target: &BoxFacts,
+    position: Position,
+) -> Result<(), SampleRejection> {
+    if target.decommissioned {
+        return Err(SampleRejection::BoxDecommissioned(target.code.clone()));
+    }
+    if target.zone != sample.details.temperature_zone {
+        return Err(SampleRejection::WrongZone {
+            sample_zone: sample.details.temperature_zone,
+            box_code: target.code.clone(),
+            box_zone: target.zone,
+        });
+    }
+    if !target.grid.contains(position) {
+        return Err(SampleRejection::NoSuchPosition {
+            box_code: target.code.clone(),
+            grid: target.grid,
+            position,
+        });
+    }
+    Ok(())
+}
+
 impl Aggregate for Sample {
     const TYPE: &'static str = "Sample";
-    /// 2: `SampleDetails` took the Avro field names.
-    const SNAPSHOT_VERSION: u32 = 2;
+    /// 2: `SampleDetails` took the Avro field names. 3: storage, custody, volume left.
+    const SNAPSHOT_VERSION: u32 = 3;
 
     type Command = SampleCommand;
     type Event = SampleEvent;
@@ -264,6 +487,156 @@ impl Aggregate for Sample {
                 }]),
                 other => Err(SampleRejection::CannotReject(other)),
             },
+            SampleCommand::CorrectQc {
+                passed,
+                reason,
+                signature,
+            } => {
+                let sample = self.require()?;
+                match (sample.status, passed) {
+                    (Validated, true) | (Rejected, false) => {
+                        Err(SampleRejection::CorrectionChangesNothing)
+                    }
+                    (Rejected, true) if !sample.received => Err(SampleRejection::NeverReceived),
+                    (Validated, false) | (Rejected, true) => {
+                        Ok(vec![SampleEvent::SampleQcCorrected {
+                            passed,
+                            reason,
+                            signature: Some(signature),
+                        }])
+                    }
+                    (other, _) => Err(SampleRejection::CannotCorrect(other)),
+                }
+            }
+            SampleCommand::Store { target, position } => {
+                let sample = self.require()?;
+                if sample.status != Validated {
+                    return Err(SampleRejection::CannotStore(sample.status));
+                }
+                check_target(sample, &target, position)?;
+                Ok(vec![SampleEvent::SampleStored {
+                    box_id: target.id,
+                    box_code: target.code,
+                    position,
+                }])
+            }
+            SampleCommand::Move { target, position } => {
+                let sample = self.require()?;
+                let Some((from_box, from_position)) = sample.location else {
+                    return Err(SampleRejection::NotInStorage(sample.status));
+                };
+                check_target(sample, &target, position)?;
+                if from_box == target.id && from_position == position {
+                    return Err(SampleRejection::AlreadyThere {
+                        box_code: target.code,
+                        position,
+                    });
+                }
+                Ok(vec![SampleEvent::SampleMoved {
+                    from_box_id: from_box,
+                    from_position,
+                    box_id: target.id,
+                    box_code: target.code,
+                    position,
+                }])
+            }
+            SampleCommand::RemoveFromStorage { notes } => {
+                let sample = self.require()?;
+                let Some((box_id, position)) = sample.location else {
+                    return Err(SampleRejection::NotInStorage(sample.status));
+                };
+                Ok(vec![SampleEvent::SampleRemovedFromStorage {
+                    box_id,
+                    position,
+                    notes,
+                }])
+            }
+            SampleCommand::CheckOut {
+                holder_id,
+                holder,
+                notes,
+            } => {
+                let sample = self.require()?;
+                if !matches!(sample.status, Validated | InStorage) {
+                    return Err(SampleRejection::CannotCheckOut(sample.status));
+                }
+                Ok(vec![SampleEvent::SampleCheckedOut {
+                    holder_id,
+                    holder,
+                    notes,
+                    from_box_id: sample.location.map(|(b, _)| b),
+                    from_position: sample.location.map(|(_, p)| p),
+                }])
+            }
+            SampleCommand::Return { notes } => {
+                let sample = self.require()?;
+                match &sample.holder {
+                    Some((holder_id, holder)) => Ok(vec![SampleEvent::SampleReturned {
+                        holder_id: *holder_id,
+                        holder: holder.clone(),
+                        notes,
+                    }]),
+                    None => Err(SampleRejection::NotCheckedOut(sample.status)),
+                }
+            }
+            SampleCommand::Aliquot { aliquots } => {
+                let sample = self.require()?;
+                if !matches!(sample.status, Validated | InStorage) {
+                    return Err(SampleRejection::CannotAliquot(sample.status));
+                }
+                if aliquots.is_empty() || aliquots.len() > MAX_ALIQUOTS {
+                    return Err(SampleRejection::AliquotCount(aliquots.len()));
+                }
+                let mut seen = std::collections::HashSet::new();
+                seen.insert(sample.details.barcode.clone());
+                for aliquot in &aliquots {
+                    if !seen.insert(aliquot.barcode.clone()) {
+                        return Err(SampleRejection::DuplicateAliquotBarcode(
+                            aliquot.barcode.clone(),
+                        ));
+                    }
+                }
+                let wanted: u64 = aliquots.iter().map(|a| a.volume_ul.nanolitres()).sum();
+                let available = sample.volume_left.nanolitres();
+                if wanted > available {
+                    return Err(SampleRejection::NotEnoughVolume {
+                        wanted: Volume::from_nanolitres(wanted),
+                        available: sample.volume_left,
+                    });
+                }
+                let mut events = vec![SampleEvent::SampleAliquoted {
+                    aliquots: aliquots.clone(),
+                    remaining_volume_ul: Volume::from_nanolitres(available - wanted),
+                }];
+                // The children's first events; the repository appends them to their own
+                // streams in the same commit (see `belongs_to`).
+                events.extend(aliquots.into_iter().map(|a| SampleEvent::AliquotCreated {
+                    sample_id: a.sample_id,
+                    parent_id: sample.id,
+                    parent_barcode: sample.details.barcode.clone(),
+                    barcode: a.barcode,
+                    sample_type: sample.details.sample_type,
+                    volume_ul: a.volume_ul,
+                    temperature_zone: sample.details.temperature_zone,
+                    patient_ref: sample.details.patient.clone(),
+                }));
+                Ok(events)
+            }
+            SampleCommand::Dispose { reason, signature } => {
+                let sample = self.require()?;
+                match (sample.status, &sample.holder) {
+                    (Disposed, _) => Err(SampleRejection::AlreadyDisposed),
+                    (_, Some((_, holder))) => {
+                        Err(SampleRejection::DisposeCheckedOut(holder.to_string()))
+                    }
+                    _ => Ok(vec![SampleEvent::SampleDisposed {
+                        reason,
+                        from_box_id: sample.location.map(|(b, _)| b),
+                        from_position: sample.location.map(|(_, p)| p),
+                        signature: Some(signature),
+                    }]),
+                }
+            }
         }
     }
 
@@ -272,7 +645,46 @@ impl Aggregate for Sample {
             SampleEvent::SampleRegistered { details, .. } => {
                 vec![("barcode", details.barcode.to_string())]
             }
+            SampleEvent::SampleStored {
+                box_id, position, ..
+            }
+            | SampleEvent::SampleMoved {
+                box_id, position, ..
+            } => vec![position_claim(*box_id, *position)],
             _ => Vec::new(),
+        }
+    }
+
+    fn released_values(event: &SampleEvent) -> Vec<(&'static str, String)> {
+        match event {
+            SampleEvent::SampleMoved {
+                from_box_id,
+                from_position,
+                ..
+            }
+            | SampleEvent::SampleRemovedFromStorage {
+                box_id: from_box_id,
+                position: from_position,
+                ..
+            }
+            | SampleEvent::SampleCheckedOut {
+                from_box_id: Some(from_box_id),
+                from_position: Some(from_position),
+                ..
+            }
+            | SampleEvent::SampleDisposed {
+                from_box_id: Some(from_box_id),
+                from_position: Some(from_position),
+                ..
+            } => vec![position_claim(*from_box_id, *from_position)],
+            _ => Vec::new(),
+        }
+    }
+
+    fn belongs_to(event: &SampleEvent) -> Option<Uuid> {
+        match event {
+            SampleEvent::AliquotCreated { sample_id, .. } => Some(sample_id.as_uuid()),
+            _ => None,
         }
     }
 
@@ -284,24 +696,106 @@ impl Aggregate for Sample {
                     details: details.clone(),
                     status: SampleStatus::Registered,
                     rejection_reason: None,
+                    volume_left: details.volume.into(),
+                    received: false,
+                    location: None,
+                    holder: None,
+                    parent: None,
                 });
             }
-            SampleEvent::SampleReceived { .. } => self.set_status(SampleStatus::Received),
-            SampleEvent::SampleValidated { .. } => self.set_status(SampleStatus::Validated),
-            SampleEvent::SampleRejected { reason, .. } => {
-                if let Some(sample) = &mut self.registered {
-                    sample.status = SampleStatus::Rejected;
-                    sample.rejection_reason = Some(reason.clone());
+            SampleEvent::AliquotCreated {
+                sample_id,
+                parent_id,
+                barcode,
+                sample_type,
+                volume_ul,
+                temperature_zone,
+                patient_ref,
+                ..
+            } => {
+                // A child's first event; it never lands on the parent's stream.
+                if self.registered.is_none() {
+                    self.registered = Some(RegisteredSample {
+                        id: *sample_id,
+                        details: SampleDetails {
+                            barcode: barcode.clone(),
+                            sample_type: *sample_type,
+                            volume: *volume_ul,
+                            temperature_zone: *temperature_zone,
+                            patient: patient_ref.clone(),
+                            collected_at: None,
+                            collected_by: None,
+                        },
+                        status: SampleStatus::Validated,
+                        rejection_reason: None,
+                        volume_left: (*volume_ul).into(),
+                        received: true,
+                        location: None,
+                        holder: None,
+                        parent: Some(*parent_id),
+                    });
                 }
             }
+            SampleEvent::SampleReceived { .. } => self.update(|s| {
+                s.status = SampleStatus::Received;
+                s.received = true;
+            }),
+            SampleEvent::SampleValidated { .. } => {
+                self.update(|s| s.status = SampleStatus::Validated)
+            }
+            SampleEvent::SampleRejected { reason, .. } => self.update(|s| {
+                s.status = SampleStatus::Rejected;
+                s.rejection_reason = Some(reason.clone());
+            }),
+            SampleEvent::SampleQcCorrected { passed, reason, .. } => self.update(|s| {
+                if *passed {
+                    s.status = SampleStatus::Validated;
+                    s.rejection_reason = None;
+                } else {
+                    s.status = SampleStatus::Rejected;
+                    s.rejection_reason = Some(reason.clone());
+                }
+            }),
+            SampleEvent::SampleStored {
+                box_id, position, ..
+            }
+            | SampleEvent::SampleMoved {
+                box_id, position, ..
+            } => self.update(|s| {
+                s.status = SampleStatus::InStorage;
+                s.location = Some((*box_id, *position));
+            }),
+            SampleEvent::SampleRemovedFromStorage { .. } => self.update(|s| {
+                s.status = SampleStatus::Validated;
+                s.location = None;
+            }),
+            SampleEvent::SampleCheckedOut {
+                holder_id, holder, ..
+            } => self.update(|s| {
+                s.status = SampleStatus::CheckedOut;
+                s.location = None;
+                s.holder = Some((*holder_id, holder.clone()));
+            }),
+            SampleEvent::SampleReturned { .. } => self.update(|s| {
+                s.status = SampleStatus::Validated;
+                s.holder = None;
+            }),
+            SampleEvent::SampleAliquoted {
+                remaining_volume_ul,
+                ..
+            } => self.update(|s| s.volume_left = *remaining_volume_ul),
+            SampleEvent::SampleDisposed { .. } => self.update(|s| {
+                s.status = SampleStatus::Disposed;
+                s.location = None;
+            }),
         }
     }
 }
 
 impl Sample {
-    fn set_status(&mut self, status: SampleStatus) {
+    fn update(&mut self, change: impl FnOnce(&mut RegisteredSample)) {
         if let Some(sample) = &mut self.registered {
-            sample.status = status;
+            change(sample);
         }
     }
 }

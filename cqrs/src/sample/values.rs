@@ -14,7 +14,7 @@ pub struct ParseError {
 }
 
 impl ParseError {
-    fn new(message: impl Into<String>) -> Self {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
         }
@@ -300,6 +300,11 @@ impl VolumeUl {
     pub const fn nanolitres(self) -> u64 {
         self.nanolitres
     }
+
+    /// A volume of `nanolitres`, if more than zero and at most [`Self::MAX_UL`].
+    pub fn from_nanolitres(nanolitres: u64) -> Option<Self> {
+        (nanolitres > 0 && nanolitres <= Self::MAX_UL * 1000).then_some(Self { nanolitres })
+    }
 }
 
 impl fmt::Display for VolumeUl {
@@ -313,6 +318,64 @@ impl fmt::Display for VolumeUl {
             let digits = format!("{frac:03}");
             write!(f, "{whole}.{}", digits.trim_end_matches('0'))
         }
+    }
+}
+
+/// A volume that may be zero: what is left in a tube after aliquots were taken.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
+pub struct Volume {
+    nanolitres: u64,
+}
+
+impl Volume {
+    pub const fn from_nanolitres(nanolitres: u64) -> Self {
+        Self { nanolitres }
+    }
+    pub const fn nanolitres(self) -> u64 {
+        self.nanolitres
+    }
+    pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        let text = raw.trim();
+        let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+        if !text.is_empty()
+            && fraction.len() <= 3
+            && whole.chars().chain(fraction.chars()).all(|c| c == '0')
+        {
+            return Ok(Self::default());
+        }
+        VolumeUl::parse(raw).map(Self::from)
+    }
+}
+
+impl From<VolumeUl> for Volume {
+    fn from(value: VolumeUl) -> Self {
+        Self::from_nanolitres(value.nanolitres())
+    }
+}
+
+impl fmt::Display for Volume {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match VolumeUl::from_nanolitres(self.nanolitres) {
+            Some(volume) => volume.fmt(f),
+            None if self.nanolitres == 0 => f.write_str("0"),
+            None => write!(f, "{}", self.nanolitres / 1000),
+        }
+    }
+}
+
+impl TryFrom<String> for Volume {
+    type Error = ParseError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<Volume> for String {
+    fn from(value: Volume) -> Self {
+        value.to_string()
     }
 }
 
@@ -385,6 +448,7 @@ macro_rules! bounded_text {
         }
     };
 }
+pub(crate) use bounded_text;
 
 bounded_text!(
     /// Reference to the patient a sample was taken from (e.g. a medical record number).
