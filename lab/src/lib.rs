@@ -33,6 +33,7 @@ pub mod error;
 pub mod idempotency;
 pub mod metrics;
 pub mod samples;
+pub mod storage;
 
 pub use error::{Error, FieldError};
 pub use metrics::CommandMetrics;

@@ -645,6 +645,7 @@ impl Aggregate for Sample {
             SampleEvent::SampleRegistered { details, .. } => {
                 vec![("barcode", details.barcode.to_string())]
             }
+            SampleEvent::AliquotCreated { barcode, .. } => vec![("barcode", barcode.to_string())],
             SampleEvent::SampleStored {
                 box_id, position, ..
             }

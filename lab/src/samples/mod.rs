@@ -13,7 +13,10 @@
 //! in signs as themselves, and only an integration's API token may present another
 //! person's credentials (their username and password) to record their signature.
 
+mod lifecycle;
 pub mod read_model;
+
+pub use lifecycle::{AliquotInput, SIGNATURE_NEEDED};
 
 pub use read_model::{SampleFilter, SamplePage, SampleRow, SamplesProjection};
 
@@ -30,6 +33,8 @@ use event_sourcing::{
     StoredEvent,
 };
 use serde::{Deserialize, Serialize};
+use cqrs::storage::{Position, UnitId};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -183,7 +188,26 @@ pub struct TimelineEntry {
 impl TimelineEntry {
     /// The history line of one stored event.
     pub fn of(event: StoredEvent<SampleEvent>) -> Self {
-        let (what, detail, signature) = match &event.payload {
+        Self::with_boxes(event, &HashMap::new())
+    }
+
+    /// The history line of one stored event, naming boxes by their barcodes where
+    /// `boxes` knows them (ids otherwise).
+    pub fn with_boxes(event: StoredEvent<SampleEvent>, boxes: &HashMap<Uuid, String>) -> Self {
+        let place = |box_id: &UnitId, position: &Position| {
+            let code = boxes
+                .get(&box_id.as_uuid())
+                .cloned()
+                .unwrap_or_else(|| format!("box {}", &box_id.to_string()[..8]));
+            format!("{code} {position}")
+        };
+        let with_notes = |base: String, notes: &Option<Note>| match notes {
+            Some(n) => format!("{base} · {n}"),
+            None => base,
+        };
+        let (what, detail, signature): (&str, Option<String>, Option<&Signature>) = match &event
+            .payload
+        {
             SampleEvent::SampleRegistered { details, .. } => (
                 "Registered",
                 Some(format!(
@@ -208,6 +232,100 @@ impl TimelineEntry {
                 Some(reason.to_string()),
                 signature.as_ref(),
             ),
+            SampleEvent::SampleQcCorrected {
+                passed,
+                reason,
+                signature,
+            } => (
+                if *passed {
+                    "QC corrected to passed"
+                } else {
+                    "QC corrected to failed"
+                },
+                Some(reason.to_string()),
+                signature.as_ref(),
+            ),
+            SampleEvent::SampleStored {
+                box_code, position, ..
+            } => ("Stored", Some(format!("{box_code} {position}")), None),
+            SampleEvent::SampleMoved {
+                from_box_id,
+                from_position,
+                box_code,
+                position,
+                ..
+            } => (
+                "Moved",
+                Some(format!(
+                    "{} → {box_code} {position}",
+                    place(from_box_id, from_position)
+                )),
+                None,
+            ),
+            SampleEvent::SampleRemovedFromStorage {
+                box_id,
+                position,
+                notes,
+            } => (
+                "Removed from storage",
+                Some(with_notes(format!("from {}", place(box_id, position)), notes)),
+                None,
+            ),
+            SampleEvent::SampleCheckedOut {
+                holder,
+                notes,
+                from_box_id,
+                from_position,
+                ..
+            } => {
+                let mut base = format!("to {holder}");
+                if let (Some(b), Some(p)) = (from_box_id, from_position) {
+                    base.push_str(&format!(", from {}", place(b, p)));
+                }
+                ("Checked out", Some(with_notes(base, notes)), None)
+            }
+            SampleEvent::SampleReturned { holder, notes, .. } => (
+                "Returned",
+                Some(with_notes(format!("by {holder}"), notes)),
+                None,
+            ),
+            SampleEvent::SampleAliquoted {
+                aliquots,
+                remaining_volume_ul,
+            } => (
+                "Aliquoted",
+                Some(format!(
+                    "{} · {remaining_volume_ul} µL left",
+                    aliquots
+                        .iter()
+                        .map(|a| format!("{} ({} µL)", a.barcode, a.volume_ul))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+                None,
+            ),
+            SampleEvent::AliquotCreated {
+                parent_barcode,
+                barcode,
+                volume_ul,
+                ..
+            } => (
+                "Created as an aliquot",
+                Some(format!("{barcode} · {volume_ul} µL from {parent_barcode}")),
+                None,
+            ),
+            SampleEvent::SampleDisposed {
+                reason,
+                from_box_id,
+                from_position,
+                signature,
+            } => {
+                let detail = match (from_box_id, from_position) {
+                    (Some(b), Some(p)) => format!("{reason} · freed {}", place(b, p)),
+                    _ => reason.to_string(),
+                };
+                ("Disposed", Some(detail), signature.as_ref())
+            }
         };
         Self {
             version: event.version,

@@ -2,7 +2,7 @@
 //! kept up to date by a projection that follows the event log.
 
 use chrono::{DateTime, Utc};
-use cqrs::sample::{Sample, SampleEvent, SampleStatus, SampleType, TemperatureZone, VolumeUl};
+use cqrs::sample::{Sample, SampleEvent, SampleStatus, SampleType, TemperatureZone, Volume};
 use event_sourcing::{Envelope, Projection, ProjectionError};
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
@@ -22,9 +22,24 @@ pub enum ApplyError {
     },
 }
 
-/// Applies one sample event to the `samples` table. Idempotent, and strict about order: a
-/// row only moves from version `v - 1` to `v`, so an event seen twice changes nothing and
-/// an event whose predecessor is missing is refused rather than half applied.
+/// What an event changes in a sample's row, besides its status, version and last change.
+#[derive(Default)]
+struct Change<'a> {
+    /// `Some(reason)` sets the rejection reason (`Some(None)` clears it).
+    rejection_reason: Option<Option<&'a str>>,
+    /// `Some(Some((box, position)))` places it, `Some(None)` takes it out of storage.
+    location: Option<Option<(Uuid, String)>>,
+    /// `Some(Some((id, name)))` hands it to someone, `Some(None)` ends custody.
+    holder: Option<Option<(Uuid, &'a str)>>,
+    volume_ul: Option<String>,
+    /// Box counts: `(box, +1/-1)`.
+    occupancy: Vec<(Uuid, i32)>,
+}
+
+/// Applies one sample event to the `samples` table (and the boxes' occupancy counts).
+/// Idempotent, and strict about order: a row only moves from version `v - 1` to `v`, so
+/// an event seen twice changes nothing and an event whose predecessor is missing is
+/// refused rather than half applied.
 pub async fn apply_sample_event(
     conn: &mut PgConnection,
     sample_id: Uuid,
@@ -34,7 +49,8 @@ pub async fn apply_sample_event(
     event: &SampleEvent,
 ) -> Result<(), ApplyError> {
     let version_i64 = i64::try_from(version).unwrap_or(i64::MAX);
-    let (status, reason) = match event {
+    let mut change = Change::default();
+    let status = match event {
         SampleEvent::SampleRegistered { id, details } => {
             sqlx::query(
                 "INSERT INTO samples (sample_id, barcode, sample_type, status, volume_ul, \
@@ -58,23 +74,162 @@ pub async fn apply_sample_event(
             .await?;
             return Ok(());
         }
-        SampleEvent::SampleReceived { .. } => (SampleStatus::Received, None),
-        SampleEvent::SampleValidated { .. } => (SampleStatus::Validated, None),
+        SampleEvent::AliquotCreated {
+            sample_id: id,
+            parent_id,
+            barcode,
+            sample_type,
+            volume_ul,
+            temperature_zone,
+            patient_ref,
+            ..
+        } => {
+            sqlx::query(
+                "INSERT INTO samples (sample_id, barcode, sample_type, status, volume_ul, \
+                 temperature_zone, patient_ref, parent_id, registered_at, \
+                 registered_by, last_changed_at, last_changed_by, version) \
+                 VALUES ($1, $2, $3, 'validated', $4::numeric, $5, $6, $7, $8, $9, $8, $9, $10) \
+                 ON CONFLICT (sample_id) DO NOTHING",
+            )
+            .bind(id.as_uuid())
+            .bind(barcode.as_str())
+            .bind(sample_type.code())
+            .bind(volume_ul.to_string())
+            .bind(temperature_zone.code())
+            .bind(patient_ref.as_ref().map(|p| p.as_str()))
+            .bind(parent_id.as_uuid())
+            .bind(recorded_at)
+            .bind(who)
+            .bind(version_i64)
+            .execute(&mut *conn)
+            .await?;
+            return Ok(());
+        }
+        SampleEvent::SampleReceived { .. } => SampleStatus::Received,
+        SampleEvent::SampleValidated { .. } => SampleStatus::Validated,
         SampleEvent::SampleRejected { reason, .. } => {
-            (SampleStatus::Rejected, Some(reason.as_str()))
+            change.rejection_reason = Some(Some(reason.as_str()));
+            SampleStatus::Rejected
+        }
+        SampleEvent::SampleQcCorrected { passed, reason, .. } => {
+            if *passed {
+                change.rejection_reason = Some(None);
+                SampleStatus::Validated
+            } else {
+                change.rejection_reason = Some(Some(reason.as_str()));
+                SampleStatus::Rejected
+            }
+        }
+        SampleEvent::SampleStored {
+            box_id, position, ..
+        } => {
+            change.location = Some(Some((box_id.as_uuid(), position.to_string())));
+            change.occupancy.push((box_id.as_uuid(), 1));
+            SampleStatus::InStorage
+        }
+        SampleEvent::SampleMoved {
+            from_box_id,
+            box_id,
+            position,
+            ..
+        } => {
+            change.location = Some(Some((box_id.as_uuid(), position.to_string())));
+            if from_box_id != box_id {
+                change.occupancy.push((from_box_id.as_uuid(), -1));
+                change.occupancy.push((box_id.as_uuid(), 1));
+            }
+            SampleStatus::InStorage
+        }
+        SampleEvent::SampleRemovedFromStorage { box_id, .. } => {
+            change.location = Some(None);
+            change.occupancy.push((box_id.as_uuid(), -1));
+            SampleStatus::Validated
+        }
+        SampleEvent::SampleCheckedOut {
+            holder_id,
+            holder,
+            from_box_id,
+            ..
+        } => {
+            change.holder = Some(Some((*holder_id, holder.as_str())));
+            if let Some(from) = from_box_id {
+                change.location = Some(None);
+                change.occupancy.push((from.as_uuid(), -1));
+            }
+            SampleStatus::CheckedOut
+        }
+        SampleEvent::SampleReturned { .. } => {
+            change.holder = Some(None);
+            SampleStatus::Validated
+        }
+        SampleEvent::SampleAliquoted {
+            remaining_volume_ul,
+            ..
+        } => {
+            change.volume_ul = Some(remaining_volume_ul.to_string());
+            // Aliquoting does not change where the parent is or its status.
+            return apply_update(conn, sample_id, version, recorded_at, who, None, change).await;
+        }
+        SampleEvent::SampleDisposed { from_box_id, .. } => {
+            if let Some(from) = from_box_id {
+                change.location = Some(None);
+                change.occupancy.push((from.as_uuid(), -1));
+            }
+            SampleStatus::Disposed
         }
     };
+    apply_update(conn, sample_id, version, recorded_at, who, Some(status), change).await
+}
+
+async fn apply_update(
+    conn: &mut PgConnection,
+    sample_id: Uuid,
+    version: u64,
+    recorded_at: DateTime<Utc>,
+    who: &str,
+    status: Option<SampleStatus>,
+    change: Change<'_>,
+) -> Result<(), ApplyError> {
+    let version_i64 = i64::try_from(version).unwrap_or(i64::MAX);
+    let (set_location, location) = match change.location {
+        Some(location) => (true, location),
+        None => (false, None),
+    };
+    let (set_holder, holder) = match change.holder {
+        Some(holder) => (true, holder),
+        None => (false, None),
+    };
+    let (set_reason, reason) = match change.rejection_reason {
+        Some(reason) => (true, reason),
+        None => (false, None),
+    };
     let updated = sqlx::query(
-        "UPDATE samples SET status = $2, rejection_reason = COALESCE($3, rejection_reason), \
-         last_changed_at = $4, last_changed_by = $5, version = $6 \
-         WHERE sample_id = $1 AND version = $6 - 1",
+        "UPDATE samples SET status = COALESCE($2, status), \
+         rejection_reason = CASE WHEN $3 THEN $4 ELSE rejection_reason END, \
+         box_id = CASE WHEN $5 THEN $6 ELSE box_id END, \
+         position = CASE WHEN $5 THEN $7 ELSE position END, \
+         stored_at = CASE WHEN $5 THEN (CASE WHEN $6::uuid IS NULL THEN NULL ELSE $13 END) ELSE stored_at END, \
+         holder_id = CASE WHEN $8 THEN $9 ELSE holder_id END, \
+         holder = CASE WHEN $8 THEN $10 ELSE holder END, \
+         holder_since = CASE WHEN $8 THEN (CASE WHEN $9::uuid IS NULL THEN NULL ELSE $13 END) ELSE holder_since END, \
+         volume_ul = COALESCE($11::numeric, volume_ul), \
+         last_changed_at = $13, last_changed_by = $14, version = $12 \
+         WHERE sample_id = $1 AND version = $12 - 1",
     )
     .bind(sample_id)
-    .bind(status.as_str())
+    .bind(status.map(SampleStatus::as_str))
+    .bind(set_reason)
     .bind(reason)
+    .bind(set_location)
+    .bind(location.as_ref().map(|(b, _)| *b))
+    .bind(location.as_ref().map(|(_, p)| p.as_str()))
+    .bind(set_holder)
+    .bind(holder.map(|(id, _)| id))
+    .bind(holder.map(|(_, name)| name))
+    .bind(change.volume_ul)
+    .bind(version_i64)
     .bind(recorded_at)
     .bind(who)
-    .bind(version_i64)
     .execute(&mut *conn)
     .await?
     .rows_affected();
@@ -91,6 +246,18 @@ pub async fn apply_sample_event(
                 at,
             });
         }
+        // Seen before: its counts were applied with it.
+        return Ok(());
+    }
+    for (box_id, delta) in change.occupancy {
+        sqlx::query(
+            "INSERT INTO box_occupancy (box_id, occupied) VALUES ($1, $2) \
+             ON CONFLICT (box_id) DO UPDATE SET occupied = box_occupancy.occupied + EXCLUDED.occupied",
+        )
+        .bind(box_id)
+        .bind(delta)
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(())
 }
@@ -142,6 +309,16 @@ pub struct SampleRow {
     pub last_changed_at: DateTime<Utc>,
     pub last_changed_by: String,
     pub version: i64,
+    /// The box it is in, while stored.
+    pub box_id: Option<Uuid>,
+    pub position: Option<String>,
+    pub stored_at: Option<DateTime<Utc>>,
+    /// Who holds it, while checked out, and since when.
+    pub holder_id: Option<Uuid>,
+    pub holder: Option<String>,
+    pub holder_since: Option<DateTime<Utc>>,
+    /// The sample it was aliquoted from.
+    pub parent_id: Option<Uuid>,
 }
 
 impl SampleRow {
@@ -156,7 +333,7 @@ impl SampleRow {
 
     /// Microlitres without trailing zeros.
     pub fn volume(&self) -> String {
-        VolumeUl::parse(&self.volume_ul).map_or_else(|_| self.volume_ul.clone(), |v| v.to_string())
+        Volume::parse(&self.volume_ul).map_or_else(|_| self.volume_ul.clone(), |v| v.to_string())
     }
 
     pub fn status(&self) -> Option<SampleStatus> {
@@ -171,7 +348,8 @@ impl SampleRow {
 
 const COLUMNS: &str = "sample_id, barcode, sample_type, status, volume_ul::text AS volume_ul, \
     temperature_zone, patient_ref, collected_at, collected_by, rejection_reason, registered_at, \
-    registered_by, last_changed_at, last_changed_by, version";
+    registered_by, last_changed_at, last_changed_by, version, box_id, position, stored_at, \
+    holder_id, holder, holder_since, parent_id";
 
 /// Which samples to list.
 #[derive(Debug, Clone, Default)]
