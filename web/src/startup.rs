@@ -13,6 +13,7 @@ use kafka::metrics::PipelineMetrics;
 use kafka::registry::{RegistryServer, RegistryStore};
 use lab::CommandMetrics;
 use lab::samples::{SampleService, SamplesProjection};
+use lab::storage::{StorageProjection, StorageService};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 use std::str::FromStr;
@@ -40,18 +41,19 @@ pub enum StartupError {
 #[derive(Clone)]
 pub enum ReadSide {
     /// Projections follow the event log in this process (no Kafka configured).
-    InProcess(Arc<ProjectionHandle>),
+    InProcess(Arc<Vec<ProjectionHandle>>),
     /// Projections are Kafka consumers, fed through the outbox relay.
     Kafka {
         pipeline: Arc<Pipeline>,
         dead_letters: Arc<DeadLetters<SamplesProjection>>,
+        storage_dead_letters: Arc<DeadLetters<StorageProjection>>,
     },
 }
 
 impl ReadSide {
     pub fn is_running(&self) -> bool {
         match self {
-            Self::InProcess(handle) => handle.is_running(),
+            Self::InProcess(handles) => handles.iter().all(ProjectionHandle::is_running),
             Self::Kafka { pipeline, .. } => pipeline.is_running(),
         }
     }
@@ -68,6 +70,7 @@ impl ReadSide {
 #[derive(Clone)]
 pub struct AppState {
     pub samples: SampleService,
+    pub storage: StorageService,
     pub read_side: ReadSide,
     pub metrics: PipelineMetrics,
     /// Every consumer and projection, for readiness.
@@ -127,31 +130,39 @@ impl Application {
                 )
                 .await?;
                 let dead_letters = pipeline.consume(SamplesProjection)?;
+                let storage_dead_letters = pipeline.consume(StorageProjection)?;
                 tracing::info!(%brokers, registry = %settings.schema_registry_url, "events flow through Kafka");
                 ReadSide::Kafka {
                     pipeline: Arc::new(pipeline),
                     dead_letters: Arc::new(dead_letters),
+                    storage_dead_letters: Arc::new(storage_dead_letters),
                 }
             }
             None => {
                 tracing::warn!(
                     "KAFKA_BROKERS is not set: projections follow the event log in-process and nothing is published"
                 );
-                ReadSide::InProcess(Arc::new(
+                ReadSide::InProcess(Arc::new(vec![
                     ProjectionRunner::new(store.clone(), SamplesProjection)
                         .progress(board.register(SamplesProjection::NAME))
                         .spawn(),
-                ))
+                    ProjectionRunner::new(store.clone(), StorageProjection)
+                        .progress(board.register(StorageProjection::NAME))
+                        .spawn(),
+                ]))
             }
         };
+        let command_metrics = CommandMetrics::new(&metrics.registry)?;
+        let storage = StorageService::new(store.clone(), command_metrics.clone());
         let samples = SampleService::new(
             store,
             Duration::from_millis(settings.read_your_writes_ms),
-            CommandMetrics::new(&metrics.registry)?,
+            command_metrics,
         );
         let router = routes::router(
             AppState {
                 samples,
+                storage,
                 read_side,
                 metrics,
                 board,

@@ -80,7 +80,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 }
 
 /// The command id an `Idempotency-Key` names for `sender`.
-fn idempotency_key(headers: &HeaderMap, sender: &str) -> Result<Option<Uuid>, AppError> {
+pub(super) fn idempotency_key(headers: &HeaderMap, sender: &str) -> Result<Option<Uuid>, AppError> {
     match headers.get("idempotency-key").map(|v| v.to_str()) {
         None => Ok(None),
         Some(Ok(key)) if !key.trim().is_empty() && key.len() <= 255 => {
@@ -93,7 +93,7 @@ fn idempotency_key(headers: &HeaderMap, sender: &str) -> Result<Option<Uuid>, Ap
     }
 }
 
-fn parse_id(raw: &str) -> Result<Uuid, AppError> {
+pub(super) fn parse_id(raw: &str) -> Result<Uuid, AppError> {
     Uuid::parse_str(raw).map_err(|_| AppError::NotFound(format!("no sample with id '{raw}'")))
 }
 
@@ -177,7 +177,7 @@ fn wants_representation(headers: &HeaderMap) -> bool {
         .any(|p| p.trim().eq_ignore_ascii_case("return=representation"))
 }
 
-async fn respond(
+pub(super) async fn respond(
     state: &AppState,
     headers: &HeaderMap,
     outcome: CommandOutcome,
@@ -242,7 +242,7 @@ async fn respond(
 }
 
 /// The sender an `Idempotency-Key` is scoped to: the principal's stable id.
-fn sender(identity: &Identity) -> String {
+pub(super) fn sender(identity: &Identity) -> String {
     identity.principal.id.to_string()
 }
 
@@ -383,6 +383,36 @@ pub async fn reject(
     act(state, peer, identity, path, headers, body, Action::Reject).await
 }
 
+
+/// The electronic signature a signed command carries: the logged-in person's own (their
+/// password), or, with an API token, that of the account `signer` names.
+pub(super) async fn signature_for(
+    state: &AppState,
+    identity: &Identity,
+    address: Option<&str>,
+    signer: Option<&str>,
+    password: &str,
+    meaning: &str,
+    what: &str,
+) -> Result<cqrs::sample::Signature, AppError> {
+    match (identity.principal.kind, signer) {
+        (PrincipalKind::User, Some(_)) => Err(AppError::invalid(
+            "signer",
+            "you sign with your own password: leave out 'signer' (it is for integrations using an API token)",
+        )),
+        (PrincipalKind::ApiToken, Some(signer)) => {
+            super::signing::sign_as(state, signer, password, meaning, address).await
+        }
+        (PrincipalKind::User, None) => {
+            super::signing::sign(state, &identity.principal, password, meaning).await
+        }
+        (PrincipalKind::ApiToken, None) => Err(AppError::invalid(
+            "signer",
+            format!("{what} needs a person's electronic signature: send 'signer' (their username), 'password' and 'meaning'"),
+        )),
+    }
+}
+
 async fn act(
     State(state): State<AppState>,
     Peer(address): Peer,
@@ -406,28 +436,18 @@ async fn act(
     };
     let meaning = body.meaning.unwrap_or_default();
     let signature = if action.needs_signature() {
-        let password = body.password.unwrap_or_default();
-        Some(match (identity.principal.kind, body.signer.as_deref()) {
-            (PrincipalKind::User, Some(_)) => {
-                return Err(AppError::invalid(
-                    "signer",
-                    "you sign with your own password: leave out 'signer' (it is for integrations using an API token)",
-                ));
-            }
-            (PrincipalKind::ApiToken, Some(signer)) => {
-                super::signing::sign_as(&state, signer, &password, &meaning, address.as_deref())
-                    .await?
-            }
-            (PrincipalKind::User, None) => {
-                super::signing::sign(&state, &identity.principal, &password, &meaning).await?
-            }
-            (PrincipalKind::ApiToken, None) => {
-                return Err(AppError::invalid(
-                    "signer",
-                    "a QC decision needs a person's electronic signature: send 'signer' (their username), 'password' and 'meaning'",
-                ));
-            }
-        })
+        Some(
+            signature_for(
+                &state,
+                &identity,
+                address.as_deref(),
+                body.signer.as_deref(),
+                &body.password.unwrap_or_default(),
+                &meaning,
+                "a QC decision",
+            )
+            .await?,
+        )
     } else {
         None
     };

@@ -11,6 +11,7 @@ mod health;
 pub mod openapi;
 mod operations;
 mod signing;
+mod storage_api;
 mod ui;
 
 use crate::startup::AppState;
@@ -180,6 +181,30 @@ pub fn route_table() -> Vec<(RouteRule, MethodRouter<AppState>)> {
             Needs(QcDecision),
             post(api::reject),
         ),
+        // Storage: JSON.
+        r(POST, "/api/samples/{id}/store", Needs(SampleWork), post(storage_api::store)),
+        r(POST, "/api/samples/{id}/move", Needs(SampleWork), post(storage_api::move_sample)),
+        r(POST, "/api/samples/{id}/remove", Needs(SampleWork), post(storage_api::remove)),
+        r(POST, "/api/samples/{id}/check-out", Needs(SampleWork), post(storage_api::check_out)),
+        r(POST, "/api/samples/{id}/return", Needs(SampleWork), post(storage_api::return_sample)),
+        r(POST, "/api/samples/{id}/aliquot", Needs(SampleWork), post(storage_api::aliquot)),
+        r(POST, "/api/samples/{id}/dispose", Needs(SampleWork), post(storage_api::dispose)),
+        r(POST, "/api/samples/{id}/correct-qc", Needs(QcDecision), post(storage_api::correct_qc)),
+        r(GET, "/api/storage/units", Needs(Read), get(storage_api::freezers)),
+        r(POST, "/api/storage/units", Needs(Operations), post(storage_api::create_unit)),
+        r(GET, "/api/storage/units/{id}", Needs(Read), get(storage_api::unit)),
+        r(POST, "/api/storage/units/{id}/rename", Needs(Operations), post(storage_api::rename_unit)),
+        r(POST, "/api/storage/units/{id}/move", Needs(Operations), post(storage_api::move_unit)),
+        r(POST, "/api/storage/units/{id}/decommission", Needs(Operations), post(storage_api::decommission_unit)),
+        r(POST, "/api/storage/units/{id}/temperature", Needs(SampleWork), post(storage_api::record_temperature)),
+        r(
+            POST,
+            "/api/storage/units/{id}/excursions/{excursion_id}/resolve",
+            Needs(Operations),
+            post(storage_api::resolve_excursion),
+        ),
+        r(GET, "/api/storage/excursions", Needs(Read), get(storage_api::open_excursions)),
+        r(GET, "/api/storage/free-position", Needs(Read), get(storage_api::free_position)),
         // Operations.
         r(
             GET,

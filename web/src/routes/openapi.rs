@@ -10,7 +10,7 @@
 //! A test below compares the spec with `route_table()`, so a JSON route without an
 //! annotation (or an annotation for a route that does not exist) fails the build's tests.
 
-use super::{account, admin, api, health, operations};
+use super::{account, admin, api, health, operations, storage_api};
 use crate::error::AppError;
 use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -74,6 +74,24 @@ pub struct ErrorResponse {
         api::receive,
         api::validate,
         api::reject,
+        storage_api::store,
+        storage_api::move_sample,
+        storage_api::remove,
+        storage_api::check_out,
+        storage_api::return_sample,
+        storage_api::aliquot,
+        storage_api::dispose,
+        storage_api::correct_qc,
+        storage_api::freezers,
+        storage_api::create_unit,
+        storage_api::unit,
+        storage_api::rename_unit,
+        storage_api::move_unit,
+        storage_api::decommission_unit,
+        storage_api::record_temperature,
+        storage_api::resolve_excursion,
+        storage_api::open_excursions,
+        storage_api::free_position,
         operations::list_api,
         operations::reprocess_all_api,
         operations::reprocess_api,
@@ -92,6 +110,7 @@ pub struct ErrorResponse {
     modifiers(&Security, &CommonErrors),
     tags(
         (name = "samples", description = "Registering samples and moving them through their lifecycle"),
+        (name = "storage", description = "Freezers, racks and boxes; temperatures and excursions"),
         (name = "account", description = "Who the caller is"),
         (name = "tokens", description = "API tokens (administrators)"),
         (name = "operations", description = "Dead letters, the outbox, metrics (operators)"),
