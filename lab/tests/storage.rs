@@ -44,7 +44,11 @@ impl Lab {
     }
 
     async fn unit(&self, input: CreateUnitInput) -> Result<Uuid, Error> {
-        Ok(self.storage.create(&input, &self.context()).await?.aggregate_id)
+        Ok(self
+            .storage
+            .create(&input, &self.context())
+            .await?
+            .aggregate_id)
     }
 
     /// A −80 °C freezer with one rack holding `boxes` boxes of `grid`; returns the boxes.
@@ -91,13 +95,36 @@ impl Lab {
             temperature_zone: "-80".into(),
             ..RegisterInput::default()
         };
-        let id = self.samples.register(&input, &self.context()).await?.aggregate_id;
+        let id = self
+            .samples
+            .register(&input, &self.context())
+            .await?
+            .aggregate_id;
         self.samples
-            .act(id, Action::Receive, "", None, ExpectedVersion::Any, &self.context())
+            .act(
+                id,
+                Action::Receive,
+                "",
+                None,
+                ExpectedVersion::Any,
+                &self.context(),
+            )
             .await?;
-        let signature = Signature::new(self.who, "Ana Müller", SignatureMeaning::Performed, Utc::now());
+        let signature = Signature::new(
+            self.who,
+            "Ana Müller",
+            SignatureMeaning::Performed,
+            Utc::now(),
+        );
         self.samples
-            .act(id, Action::Validate, "", Some(signature), ExpectedVersion::Any, &self.context())
+            .act(
+                id,
+                Action::Validate,
+                "",
+                Some(signature),
+                ExpectedVersion::Any,
+                &self.context(),
+            )
             .await?;
         Ok(id)
     }
@@ -111,7 +138,10 @@ impl Lab {
     }
 
     async fn count(&self, sql: &str, bind: Uuid) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar(sql).bind(bind).fetch_one(&self.pool).await
+        sqlx::query_scalar(sql)
+            .bind(bind)
+            .fetch_one(&self.pool)
+            .await
     }
 }
 
@@ -152,9 +182,10 @@ async fn one_hundred_samples_racing_for_one_position_leave_exactly_one_in_it() -
     assert_eq!(won.len(), 1, "exactly one sample wins the position");
     assert_eq!(conflicts, 99);
     // The losers appended nothing: one SampleStored in the whole log.
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'SampleStored'")
-        .fetch_one(&lab.pool)
-        .await?;
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'SampleStored'")
+            .fetch_one(&lab.pool)
+            .await?;
     assert_eq!(stored, 1);
     for sample in &samples {
         let state = lab.store.load::<Sample>(*sample).await?.state;
@@ -163,20 +194,30 @@ async fn one_hundred_samples_racing_for_one_position_leave_exactly_one_in_it() -
             assert_eq!(status, Some(SampleStatus::InStorage));
             assert_eq!(lab.location(*sample).await?, Some((boxes[0], "C3".into())));
         } else {
-            assert_eq!(status, Some(SampleStatus::Validated), "a loser is unchanged");
+            assert_eq!(
+                status,
+                Some(SampleStatus::Validated),
+                "a loser is unchanged"
+            );
         }
     }
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn fifty_concurrent_moves_of_one_sample_leave_it_in_one_position_and_free_the_rest(
-) -> TestResult {
+async fn fifty_concurrent_moves_of_one_sample_leave_it_in_one_position_and_free_the_rest()
+-> TestResult {
     let lab = Lab::new(30).await?;
     let boxes = lab.boxes("MOVE", 2, "10x10").await?;
     let sample = lab.validated_sample().await?;
     lab.samples
-        .store_sample(sample, "MOVE-B0", "A1", ExpectedVersion::Any, &lab.context())
+        .store_sample(
+            sample,
+            "MOVE-B0",
+            "A1",
+            ExpectedVersion::Any,
+            &lab.context(),
+        )
         .await?;
     let mut tasks = Vec::new();
     for i in 0..50 {
@@ -184,9 +225,15 @@ async fn fifty_concurrent_moves_of_one_sample_leave_it_in_one_position_and_free_
         let context = lab.context();
         // Half into the other box; every target distinct.
         let (target, position) = if i % 2 == 0 {
-            ("MOVE-B1", format!("{}{}", char::from(b'A' + (i / 10) as u8), i % 10 + 1))
+            (
+                "MOVE-B1",
+                format!("{}{}", char::from(b'A' + (i / 10) as u8), i % 10 + 1),
+            )
         } else {
-            ("MOVE-B0", format!("{}{}", char::from(b'B' + (i / 10) as u8), i % 10 + 1))
+            (
+                "MOVE-B0",
+                format!("{}{}", char::from(b'B' + (i / 10) as u8), i % 10 + 1),
+            )
         };
         tasks.push(tokio::spawn(async move {
             service
@@ -227,13 +274,16 @@ async fn fifty_concurrent_moves_of_one_sample_leave_it_in_one_position_and_free_
             sample,
         )
         .await?;
-    assert_eq!(moves, moved, "one event per successful move, none for the refused");
+    assert_eq!(
+        moves, moved,
+        "one event per successful move, none for the refused"
+    );
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_decommission_racing_a_placement_never_leaves_a_sample_in_a_decommissioned_box(
-) -> TestResult {
+async fn a_decommission_racing_a_placement_never_leaves_a_sample_in_a_decommissioned_box()
+-> TestResult {
     let lab = Lab::new(20).await?;
     let rounds = 20;
     let boxes = lab.boxes("SEAL", rounds, "9x9").await?;
@@ -269,10 +319,25 @@ async fn a_decommission_racing_a_placement_never_leaves_a_sample_in_a_decommissi
             }
             other => panic!("round {round}: unexpected outcome {other:?}"),
         }
-        let unit = lab.store.load::<StorageUnit>(*box_id).await?.state.unit.ok_or("box")?;
-        let in_box = lab.location(sample).await?.is_some_and(|(b, _)| b == *box_id);
-        assert!(!(unit.decommissioned && in_box), "round {round}: a sample in a decommissioned box");
-        assert!(unit.decommissioned || in_box, "round {round}: one of the two must win");
+        let unit = lab
+            .store
+            .load::<StorageUnit>(*box_id)
+            .await?
+            .state
+            .unit
+            .ok_or("box")?;
+        let in_box = lab
+            .location(sample)
+            .await?
+            .is_some_and(|(b, _)| b == *box_id);
+        assert!(
+            !(unit.decommissioned && in_box),
+            "round {round}: a sample in a decommissioned box"
+        );
+        assert!(
+            unit.decommissioned || in_box,
+            "round {round}: one of the two must win"
+        );
     }
     // Both orders happen in practice; the invariant holds either way.
     assert_eq!(sealed + placed, rounds);
@@ -285,30 +350,48 @@ async fn decommissioning_a_unit_that_holds_anything_is_refused_and_appends_nothi
     let boxes = lab.boxes("FULL", 1, "9x9").await?;
     let sample = lab.validated_sample().await?;
     lab.samples
-        .store_sample(sample, "FULL-B0", "A1", ExpectedVersion::Any, &lab.context())
+        .store_sample(
+            sample,
+            "FULL-B0",
+            "A1",
+            ExpectedVersion::Any,
+            &lab.context(),
+        )
         .await?;
     let rack = lab.storage.id_by_code("FULL-R").await?.ok_or("rack")?;
     for (unit, what) in [(boxes[0], "samples"), (rack, "racks or boxes")] {
-        let before = lab.count("SELECT count(*) FROM events WHERE aggregate_id = $1", unit).await?;
-        match lab.storage.decommission(unit, "retired", &lab.context()).await {
+        let before = lab
+            .count("SELECT count(*) FROM events WHERE aggregate_id = $1", unit)
+            .await?;
+        match lab
+            .storage
+            .decommission(unit, "retired", &lab.context())
+            .await
+        {
             Err(Error::Conflict(m)) => assert!(m.contains(what), "{m}"),
             other => panic!("decommissioning a unit in use: {other:?}"),
         }
-        let after = lab.count("SELECT count(*) FROM events WHERE aggregate_id = $1", unit).await?;
+        let after = lab
+            .count("SELECT count(*) FROM events WHERE aggregate_id = $1", unit)
+            .await?;
         assert_eq!(before, after);
     }
     // Once emptied, the box goes.
     lab.samples
         .remove_from_storage(sample, "", ExpectedVersion::Any, &lab.context())
         .await?;
-    lab.storage.decommission(boxes[0], "retired", &lab.context()).await?;
+    lab.storage
+        .decommission(boxes[0], "retired", &lab.context())
+        .await?;
     let again = lab.validated_sample().await?;
     match lab
         .samples
         .store_sample(again, "FULL-B0", "B2", ExpectedVersion::Any, &lab.context())
         .await
     {
-        Err(Error::Rejected(m) | Error::Conflict(m)) => assert!(m.contains("decommissioned"), "{m}"),
+        Err(Error::Rejected(m) | Error::Conflict(m)) => {
+            assert!(m.contains("decommissioned"), "{m}")
+        }
         other => panic!("placing into a decommissioned box: {other:?}"),
     }
     Ok(())
@@ -325,8 +408,21 @@ async fn an_aliquot_command_creates_the_children_with_the_parent_all_or_nothing(
     // A child barcode already taken: nothing of the command lands, not even the parent's
     // volume change.
     let taken = lab.validated_sample().await?;
-    let taken_barcode = lab.store.load::<Sample>(taken).await?.state.registered.ok_or("taken")?.details.barcode;
-    let before = lab.count("SELECT count(*) FROM events WHERE aggregate_id = $1", parent).await?;
+    let taken_barcode = lab
+        .store
+        .load::<Sample>(taken)
+        .await?
+        .state
+        .registered
+        .ok_or("taken")?
+        .details
+        .barcode;
+    let before = lab
+        .count(
+            "SELECT count(*) FROM events WHERE aggregate_id = $1",
+            parent,
+        )
+        .await?;
     let refused = lab
         .samples
         .aliquot(
@@ -339,25 +435,49 @@ async fn an_aliquot_command_creates_the_children_with_the_parent_all_or_nothing(
     assert!(matches!(refused, Err(Error::Conflict(_))), "{refused:?}");
     assert_eq!(
         before,
-        lab.count("SELECT count(*) FROM events WHERE aggregate_id = $1", parent).await?
+        lab.count(
+            "SELECT count(*) FROM events WHERE aggregate_id = $1",
+            parent
+        )
+        .await?
     );
-    let orphans: i64 = sqlx::query_scalar("SELECT count(*) FROM unique_claims WHERE value = 'ALQ-0001'")
-        .fetch_one(&lab.pool)
-        .await?;
+    let orphans: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM unique_claims WHERE value = 'ALQ-0001'")
+            .fetch_one(&lab.pool)
+            .await?;
     assert_eq!(orphans, 0, "the first child was not created either");
 
     // More than there is: refused by the decider.
     let too_much = lab
         .samples
-        .aliquot(parent, &[take("", "300"), take("", "200.001")], ExpectedVersion::Any, &lab.context())
+        .aliquot(
+            parent,
+            &[take("", "300"), take("", "200.001")],
+            ExpectedVersion::Any,
+            &lab.context(),
+        )
         .await;
-    assert!(matches!(too_much, Err(Error::Rejected(ref m)) if m.contains("only 500 µL left")), "{too_much:?}");
+    assert!(
+        matches!(too_much, Err(Error::Rejected(ref m)) if m.contains("only 500 µL left")),
+        "{too_much:?}"
+    );
 
     let done = lab
         .samples
-        .aliquot(parent, &[take("ALQ-0001", "300"), take("", "200")], ExpectedVersion::Any, &lab.context())
+        .aliquot(
+            parent,
+            &[take("ALQ-0001", "300"), take("", "200")],
+            ExpectedVersion::Any,
+            &lab.context(),
+        )
         .await?;
-    let parent_state = lab.store.load::<Sample>(parent).await?.state.registered.ok_or("parent")?;
+    let parent_state = lab
+        .store
+        .load::<Sample>(parent)
+        .await?
+        .state
+        .registered
+        .ok_or("parent")?;
     assert_eq!(parent_state.volume_left.nanolitres(), 0, "all 500 µL taken");
     let children: Vec<Uuid> = sqlx::query_scalar(
         "SELECT aggregate_id FROM events WHERE event_type = 'AliquotCreated' ORDER BY aggregate_id",
@@ -366,7 +486,13 @@ async fn an_aliquot_command_creates_the_children_with_the_parent_all_or_nothing(
     .await?;
     assert_eq!(children.len(), 2);
     for child in children {
-        let state = lab.store.load::<Sample>(child).await?.state.registered.ok_or("child")?;
+        let state = lab
+            .store
+            .load::<Sample>(child)
+            .await?
+            .state
+            .registered
+            .ok_or("child")?;
         assert_eq!(state.parent.map(|p| p.as_uuid()), Some(parent));
         assert_eq!(state.status, SampleStatus::Validated);
     }

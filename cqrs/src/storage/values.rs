@@ -327,7 +327,10 @@ impl Celsius {
         if whole.is_empty()
             || whole.len() > 3
             || fraction.len() > 1
-            || !whole.chars().chain(fraction.chars()).all(|c| c.is_ascii_digit())
+            || !whole
+                .chars()
+                .chain(fraction.chars())
+                .all(|c| c.is_ascii_digit())
         {
             return Err(invalid());
         }
@@ -396,7 +399,10 @@ mod tests {
 
     #[test]
     fn positions_parse_and_print() {
-        assert_eq!(Position::parse(" j10 ").map(|p| p.to_string()), Ok("J10".into()));
+        assert_eq!(
+            Position::parse(" j10 ").map(|p| p.to_string()),
+            Ok("J10".into())
+        );
         for bad in ["", "1A", "A0", "A", "AA1", "A100", "é1"] {
             assert!(Position::parse(bad).is_err(), "{bad} accepted");
         }
@@ -418,9 +424,18 @@ mod tests {
     #[test]
     fn celsius_is_exact_to_a_tenth() {
         assert_eq!(Celsius::parse("-80.5").map(|c| c.tenths()), Ok(-805));
-        assert_eq!(Celsius::parse("−20 °C").map(|c| c.to_string()), Ok("-20".into()));
-        assert_eq!(Celsius::parse("+4.0").map(|c| c.to_string()), Ok("4".into()));
-        assert_eq!(Celsius::parse("-0.5").map(|c| c.to_string()), Ok("-0.5".into()));
+        assert_eq!(
+            Celsius::parse("−20 °C").map(|c| c.to_string()),
+            Ok("-20".into())
+        );
+        assert_eq!(
+            Celsius::parse("+4.0").map(|c| c.to_string()),
+            Ok("4".into())
+        );
+        assert_eq!(
+            Celsius::parse("-0.5").map(|c| c.to_string()),
+            Ok("-0.5".into())
+        );
         for bad in ["", "-", "4.25", "abc", "-300", "1e3"] {
             assert!(Celsius::parse(bad).is_err(), "{bad} accepted");
         }

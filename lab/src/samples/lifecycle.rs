@@ -20,9 +20,7 @@ use cqrs::sample::{
     Signature, VolumeUl,
 };
 use cqrs::storage::{BoxFacts, POSITION_SCOPE, Position, StorageUnit, UnitKind};
-use event_sourcing::{
-    CommandContext, CommandError, CommandOutcome, ExpectedVersion, StoreError,
-};
+use event_sourcing::{CommandContext, CommandError, CommandOutcome, ExpectedVersion, StoreError};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -53,8 +51,7 @@ fn required_note(raw: &str, field: &'static str, what: &str) -> Result<Note, Err
 }
 
 /// Why a signed action without a signature is refused.
-pub const SIGNATURE_NEEDED: &str =
-    "this needs your electronic signature: re-enter your password and choose what your signature means";
+pub const SIGNATURE_NEEDED: &str = "this needs your electronic signature: re-enter your password and choose what your signature means";
 
 impl SampleService {
     /// The box a `box` field names (its barcode, or its id), as committed in its stream,
@@ -371,7 +368,12 @@ impl SampleService {
             let (reason, signature) = signed(reason, signature)?;
             Ok(self
                 .store
-                .execute::<Sample>(id, SampleCommand::Dispose { reason, signature }, context, expected)
+                .execute::<Sample>(
+                    id,
+                    SampleCommand::Dispose { reason, signature },
+                    context,
+                    expected,
+                )
                 .await?)
         })
         .await

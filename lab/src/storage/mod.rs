@@ -19,8 +19,8 @@ use crate::metrics::CommandMetrics;
 use chrono::{DateTime, Utc};
 use cqrs::sample::{Note, TemperatureZone};
 use cqrs::storage::{
-    Celsius, Grid, ParentFacts, SLOT_SCOPE, StorageCommand, StorageRejection, StorageUnit,
-    UnitCode, UnitId, UnitKind, UnitName, POSITION_SCOPE,
+    Celsius, Grid, POSITION_SCOPE, ParentFacts, SLOT_SCOPE, StorageCommand, StorageRejection,
+    StorageUnit, UnitCode, UnitId, UnitKind, UnitName,
 };
 use event_sourcing::{
     CommandContext, CommandError, CommandOutcome, EventStore, ExpectedVersion, StoreError,
@@ -71,7 +71,10 @@ fn parse_number<T: std::str::FromStr>(
     match raw.parse() {
         Ok(n) => Some(n),
         Err(_) => {
-            errors.push(field(name, format!("{what} must be a whole number, got '{raw}'")));
+            errors.push(field(
+                name,
+                format!("{what} must be a whole number, got '{raw}'"),
+            ));
             None
         }
     }
@@ -190,37 +193,66 @@ impl StorageService {
             let command = match kind {
                 Some(UnitKind::Freezer) => {
                     let zone = if input.temperature_zone.trim().is_empty() {
-                        errors.push(field("temperature_zone", "a freezer's temperature zone is required"));
+                        errors.push(field(
+                            "temperature_zone",
+                            "a freezer's temperature zone is required",
+                        ));
                         None
                     } else {
                         TemperatureZone::parse(&input.temperature_zone)
                             .map_err(|e| errors.push(field("temperature_zone", e.message)))
                             .ok()
                     };
-                    let slots = parse_number::<u16>(&input.slots, "slots", "the number of rack slots", &mut errors);
+                    let slots = parse_number::<u16>(
+                        &input.slots,
+                        "slots",
+                        "the number of rack slots",
+                        &mut errors,
+                    );
                     match (code, name, zone, slots) {
                         (Some(code), Some(name), Some(zone), Some(slots)) if errors.is_empty() => {
-                            StorageCommand::CreateFreezer { id, code, name, zone, slots }
+                            StorageCommand::CreateFreezer {
+                                id,
+                                code,
+                                name,
+                                zone,
+                                slots,
+                            }
                         }
                         _ => return Err(Error::Invalid(errors)),
                     }
                 }
                 Some(kind @ (UnitKind::Rack | UnitKind::Box)) => {
-                    let slot = parse_number::<u16>(&input.slot, "slot", "the slot number", &mut errors);
+                    let slot =
+                        parse_number::<u16>(&input.slot, "slot", "the slot number", &mut errors);
                     let slots = (kind == UnitKind::Rack)
-                        .then(|| parse_number::<u16>(&input.slots, "slots", "the number of box slots", &mut errors))
+                        .then(|| {
+                            parse_number::<u16>(
+                                &input.slots,
+                                "slots",
+                                "the number of box slots",
+                                &mut errors,
+                            )
+                        })
                         .flatten();
                     let grid = (kind == UnitKind::Box)
                         .then(|| {
-                            Grid::parse(if input.grid.trim().is_empty() { "9x9" } else { &input.grid })
-                                .map_err(|e| errors.push(field("grid", e.message)))
-                                .ok()
+                            Grid::parse(if input.grid.trim().is_empty() {
+                                "9x9"
+                            } else {
+                                &input.grid
+                            })
+                            .map_err(|e| errors.push(field("grid", e.message)))
+                            .ok()
                         })
                         .flatten();
                     if input.parent.trim().is_empty() {
                         errors.push(field(
                             "parent",
-                            format!("say which {} the {kind} goes into (its barcode)", kind.parent().map_or("unit", UnitKind::as_str)),
+                            format!(
+                                "say which {} the {kind} goes into (its barcode)",
+                                kind.parent().map_or("unit", UnitKind::as_str)
+                            ),
                         ));
                     }
                     if !errors.is_empty() {
@@ -229,10 +261,24 @@ impl StorageService {
                     let parent = self.parent(&input.parent).await?;
                     match (kind, code, name, slot, slots, grid) {
                         (UnitKind::Rack, Some(code), Some(name), Some(slot), Some(slots), _) => {
-                            StorageCommand::CreateRack { id, code, name, parent, slot, slots }
+                            StorageCommand::CreateRack {
+                                id,
+                                code,
+                                name,
+                                parent,
+                                slot,
+                                slots,
+                            }
                         }
                         (UnitKind::Box, Some(code), Some(name), Some(slot), _, Some(grid)) => {
-                            StorageCommand::CreateBox { id, code, name, parent, slot, grid }
+                            StorageCommand::CreateBox {
+                                id,
+                                code,
+                                name,
+                                parent,
+                                slot,
+                                grid,
+                            }
                         }
                         _ => return Err(Error::Invalid(errors)),
                     }
@@ -263,7 +309,12 @@ impl StorageService {
             let name = UnitName::parse(name).map_err(|e| Error::invalid("name", e.message))?;
             let result = self
                 .store
-                .execute::<StorageUnit>(id, StorageCommand::Rename { name }, context, ExpectedVersion::Any)
+                .execute::<StorageUnit>(
+                    id,
+                    StorageCommand::Rename { name },
+                    context,
+                    ExpectedVersion::Any,
+                )
                 .await;
             self.explain(result, None).await
         })
@@ -282,7 +333,10 @@ impl StorageService {
             let mut errors = Vec::new();
             let slot = parse_number::<u16>(slot, "slot", "the slot number", &mut errors);
             if parent.trim().is_empty() {
-                errors.push(field("parent", "say where it goes (the barcode of a freezer or rack)"));
+                errors.push(field(
+                    "parent",
+                    "say where it goes (the barcode of a freezer or rack)",
+                ));
             }
             let Some(slot) = slot.filter(|_| errors.is_empty()) else {
                 return Err(Error::Invalid(errors));
@@ -291,7 +345,12 @@ impl StorageService {
             let target = (to.clone(), slot);
             let result = self
                 .store
-                .execute::<StorageUnit>(id, StorageCommand::Move { to, slot }, context, ExpectedVersion::Any)
+                .execute::<StorageUnit>(
+                    id,
+                    StorageCommand::Move { to, slot },
+                    context,
+                    ExpectedVersion::Any,
+                )
                 .await;
             self.explain(result, Some(&target)).await
         })
@@ -307,18 +366,30 @@ impl StorageService {
     ) -> Result<CommandOutcome, Error> {
         self.timed("DecommissionStorageUnit", async {
             if reason.trim().is_empty() {
-                return Err(Error::invalid("reason", "say why the unit is taken out of service"));
+                return Err(Error::invalid(
+                    "reason",
+                    "say why the unit is taken out of service",
+                ));
             }
             let reason = Note::parse(reason).map_err(|e| Error::invalid("reason", e.message))?;
             let result = self
                 .store
-                .execute::<StorageUnit>(id, StorageCommand::Decommission { reason }, context, ExpectedVersion::Any)
+                .execute::<StorageUnit>(
+                    id,
+                    StorageCommand::Decommission { reason },
+                    context,
+                    ExpectedVersion::Any,
+                )
                 .await;
             match result {
                 Err(CommandError::Store(StoreError::UniqueViolation { scope, .. }))
                     if scope.contains(POSITION_SCOPE) || scope.contains(SLOT_SCOPE) =>
                 {
-                    let what = if scope.contains(POSITION_SCOPE) { "samples" } else { "racks or boxes" };
+                    let what = if scope.contains(POSITION_SCOPE) {
+                        "samples"
+                    } else {
+                        "racks or boxes"
+                    };
                     Err(Error::Conflict(format!(
                         "it still holds {what}; move or remove them first, then decommission it"
                     )))
@@ -341,11 +412,15 @@ impl StorageService {
             if celsius.trim().is_empty() {
                 return Err(Error::invalid("celsius", "the temperature is required"));
             }
-            let celsius = Celsius::parse(celsius).map_err(|e| Error::invalid("celsius", e.message))?;
+            let celsius =
+                Celsius::parse(celsius).map_err(|e| Error::invalid("celsius", e.message))?;
             let now = Utc::now();
             let measured_at = measured_at.unwrap_or(now);
             if measured_at > now + chrono::Duration::minutes(5) {
-                return Err(Error::invalid("measured_at", "the reading is dated in the future"));
+                return Err(Error::invalid(
+                    "measured_at",
+                    "the reading is dated in the future",
+                ));
             }
             let command = StorageCommand::RecordTemperature {
                 celsius,
@@ -370,7 +445,10 @@ impl StorageService {
     ) -> Result<CommandOutcome, Error> {
         self.timed("ResolveExcursion", async {
             if note.trim().is_empty() {
-                return Err(Error::invalid("note", "say what was done about the excursion"));
+                return Err(Error::invalid(
+                    "note",
+                    "say what was done about the excursion",
+                ));
             }
             let note = Note::parse(note).map_err(|e| Error::invalid("note", e.message))?;
             let result = self

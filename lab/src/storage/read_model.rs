@@ -134,25 +134,25 @@ pub async fn apply_storage_event(
         };
     }
     let query = match &envelope.payload {
-        StorageEvent::UnitRenamed { name } => {
-            update!("name = $5")
-                .bind(unit_id)
-                .bind(version)
-                .bind(at)
-                .bind(who)
-                .bind(name.as_str())
-        }
+        StorageEvent::UnitRenamed { name } => update!("name = $5")
+            .bind(unit_id)
+            .bind(version)
+            .bind(at)
+            .bind(who)
+            .bind(name.as_str()),
         StorageEvent::UnitMoved {
             parent_id, slot, ..
         } => update!("parent_id = $5, slot = $6")
-        .bind(unit_id)
-        .bind(version)
-        .bind(at)
-        .bind(who)
-        .bind(parent_id.as_uuid())
-        .bind(i32::from(*slot)),
-        StorageEvent::UnitDecommissioned { reason, .. } => update!("decommissioned_at = $3, decommission_reason = $5, \
-             parent_id = NULL, slot = NULL")
+            .bind(unit_id)
+            .bind(version)
+            .bind(at)
+            .bind(who)
+            .bind(parent_id.as_uuid())
+            .bind(i32::from(*slot)),
+        StorageEvent::UnitDecommissioned { reason, .. } => update!(
+            "decommissioned_at = $3, decommission_reason = $5, \
+             parent_id = NULL, slot = NULL"
+        )
         .bind(unit_id)
         .bind(version)
         .bind(at)
@@ -162,12 +162,12 @@ pub async fn apply_storage_event(
             celsius,
             measured_at,
         } => update!("last_celsius = $5::numeric, last_measured_at = $6")
-        .bind(unit_id)
-        .bind(version)
-        .bind(at)
-        .bind(who)
-        .bind(celsius.to_string())
-        .bind(*measured_at),
+            .bind(unit_id)
+            .bind(version)
+            .bind(at)
+            .bind(who)
+            .bind(celsius.to_string())
+            .bind(*measured_at),
         StorageEvent::TemperatureExcursionRaised {
             excursion_id,
             celsius,
@@ -191,11 +191,11 @@ pub async fn apply_storage_event(
             .execute(&mut *conn)
             .await?;
             update!("open_excursion_id = $5")
-            .bind(unit_id)
-            .bind(version)
-            .bind(at)
-            .bind(who)
-            .bind(excursion_id)
+                .bind(unit_id)
+                .bind(version)
+                .bind(at)
+                .bind(who)
+                .bind(excursion_id)
         }
         StorageEvent::TemperatureExcursionResolved { excursion_id, note } => {
             sqlx::query(
@@ -209,10 +209,10 @@ pub async fn apply_storage_event(
             .execute(&mut *conn)
             .await?;
             update!("open_excursion_id = NULL")
-            .bind(unit_id)
-            .bind(version)
-            .bind(at)
-            .bind(who)
+                .bind(unit_id)
+                .bind(version)
+                .bind(at)
+                .bind(who)
         }
         StorageEvent::FreezerCreated { .. }
         | StorageEvent::RackCreated { .. }

@@ -108,14 +108,54 @@ macro_rules! lifecycle_route {
     };
 }
 
-lifecycle_route!(store, Lifecycle::Store, "/api/samples/{id}/store", "Store a sample (QC passed) in a box position");
-lifecycle_route!(move_sample, Lifecycle::Move, "/api/samples/{id}/move", "Move a stored sample to another position");
-lifecycle_route!(remove, Lifecycle::Remove, "/api/samples/{id}/remove", "Take a sample out of storage");
-lifecycle_route!(check_out, Lifecycle::CheckOut, "/api/samples/{id}/check-out", "Check a sample out to a person");
-lifecycle_route!(return_sample, Lifecycle::Return, "/api/samples/{id}/return", "Return a checked-out sample");
-lifecycle_route!(aliquot, Lifecycle::Aliquot, "/api/samples/{id}/aliquot", "Take aliquots (child samples) from a sample");
-lifecycle_route!(dispose, Lifecycle::Dispose, "/api/samples/{id}/dispose", "Dispose of a sample (electronically signed)");
-lifecycle_route!(correct_qc, Lifecycle::CorrectQc, "/api/samples/{id}/correct-qc", "Correct a QC decision (electronically signed)");
+lifecycle_route!(
+    store,
+    Lifecycle::Store,
+    "/api/samples/{id}/store",
+    "Store a sample (QC passed) in a box position"
+);
+lifecycle_route!(
+    move_sample,
+    Lifecycle::Move,
+    "/api/samples/{id}/move",
+    "Move a stored sample to another position"
+);
+lifecycle_route!(
+    remove,
+    Lifecycle::Remove,
+    "/api/samples/{id}/remove",
+    "Take a sample out of storage"
+);
+lifecycle_route!(
+    check_out,
+    Lifecycle::CheckOut,
+    "/api/samples/{id}/check-out",
+    "Check a sample out to a person"
+);
+lifecycle_route!(
+    return_sample,
+    Lifecycle::Return,
+    "/api/samples/{id}/return",
+    "Return a checked-out sample"
+);
+lifecycle_route!(
+    aliquot,
+    Lifecycle::Aliquot,
+    "/api/samples/{id}/aliquot",
+    "Take aliquots (child samples) from a sample"
+);
+lifecycle_route!(
+    dispose,
+    Lifecycle::Dispose,
+    "/api/samples/{id}/dispose",
+    "Dispose of a sample (electronically signed)"
+);
+lifecycle_route!(
+    correct_qc,
+    Lifecycle::CorrectQc,
+    "/api/samples/{id}/correct-qc",
+    "Correct a QC decision (electronically signed)"
+);
 
 async fn lifecycle(
     State(state): State<AppState>,
@@ -176,6 +216,14 @@ async fn lifecycle(
         }
         Lifecycle::CheckOut => {
             let (holder_id, holder_name) = match body.holder.as_deref().map(str::trim) {
+                None | Some("")
+                    if identity.principal.kind == lab::accounts::PrincipalKind::ApiToken =>
+                {
+                    return Err(AppError::invalid(
+                        "holder",
+                        "a tube is checked out to a person: send 'holder', their username",
+                    ));
+                }
                 None | Some("") => (identity.principal.id, identity.principal.name.clone()),
                 Some(username) => {
                     let user = state
@@ -366,7 +414,10 @@ pub async fn unit(
     let (children, occupants) = if unit.kind == "box" {
         (Vec::new(), state.storage.occupants(unit.unit_id).await?)
     } else {
-        (state.storage.children(Some(unit.unit_id)).await?, Vec::new())
+        (
+            state.storage.children(Some(unit.unit_id)).await?,
+            Vec::new(),
+        )
     };
     Ok(Json(UnitView {
         path: state.storage.path(unit.unit_id).await?,
@@ -431,10 +482,30 @@ macro_rules! unit_route {
     };
 }
 
-unit_route!(rename_unit, UnitOp::Rename, "/api/storage/units/{id}/rename", "Rename a storage unit");
-unit_route!(move_unit, UnitOp::Move, "/api/storage/units/{id}/move", "Move a rack or box to another slot");
-unit_route!(decommission_unit, UnitOp::Decommission, "/api/storage/units/{id}/decommission", "Decommission an empty storage unit");
-unit_route!(record_temperature, UnitOp::Temperature, "/api/storage/units/{id}/temperature", "Record a temperature reading");
+unit_route!(
+    rename_unit,
+    UnitOp::Rename,
+    "/api/storage/units/{id}/rename",
+    "Rename a storage unit"
+);
+unit_route!(
+    move_unit,
+    UnitOp::Move,
+    "/api/storage/units/{id}/move",
+    "Move a rack or box to another slot"
+);
+unit_route!(
+    decommission_unit,
+    UnitOp::Decommission,
+    "/api/storage/units/{id}/decommission",
+    "Decommission an empty storage unit"
+);
+unit_route!(
+    record_temperature,
+    UnitOp::Temperature,
+    "/api/storage/units/{id}/temperature",
+    "Record a temperature reading"
+);
 
 async fn unit_command(
     State(state): State<AppState>,
@@ -505,7 +576,12 @@ pub async fn resolve_excursion(
         .with_fingerprint(fingerprint(&(id, excursion, &body.note)));
     let outcome = state
         .storage
-        .resolve_excursion(id, excursion, body.note.as_deref().unwrap_or_default(), &context)
+        .resolve_excursion(
+            id,
+            excursion,
+            body.note.as_deref().unwrap_or_default(),
+            &context,
+        )
         .await?;
     Ok(unit_response(outcome, false))
 }
@@ -563,7 +639,9 @@ pub async fn free_position(
         .storage
         .first_free_position(zone)
         .await?
-        .ok_or_else(|| AppError::NotFound(format!("no box at {} has a free position", zone.label())))?;
+        .ok_or_else(|| {
+            AppError::NotFound(format!("no box at {} has a free position", zone.label()))
+        })?;
     Ok(Json(FreePosition {
         box_id: unit.unit_id,
         box_code: unit.code,
