@@ -216,6 +216,27 @@ impl EventStore {
             .collect()
     }
 
+    /// The events of several aggregates recorded at or before `until`, each stream in
+    /// version order (streams one after another). For rebuilding states as of an instant.
+    pub async fn read_streams_until<E: DomainEvent>(
+        &self,
+        aggregate_ids: &[Uuid],
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<StoredEvent<E>>, StoreError> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE aggregate_id = ANY($1) AND recorded_at <= $2 \
+             ORDER BY aggregate_id, version"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(aggregate_ids)
+            .bind(until)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| Ok(follow::decode_row::<Value>(row)?.decode::<E>()?))
+            .collect()
+    }
+
     /// Reads up to `limit` events after `cursor` in log order; see [`crate::follow`] for
     /// why this never skips an event.
     pub async fn read_after(

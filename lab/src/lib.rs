@@ -30,6 +30,7 @@
 
 pub mod accounts;
 pub mod error;
+pub mod history;
 pub mod idempotency;
 pub mod metrics;
 pub mod samples;

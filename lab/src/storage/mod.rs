@@ -96,6 +96,11 @@ impl StorageService {
         self.store.pool()
     }
 
+    /// The event store (time travel folds streams from it).
+    pub fn store(&self) -> &EventStore {
+        &self.store
+    }
+
     async fn timed<T>(
         &self,
         name: &str,

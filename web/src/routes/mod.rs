@@ -205,6 +205,8 @@ pub fn route_table() -> Vec<(RouteRule, MethodRouter<AppState>)> {
         ),
         r(GET, "/api/storage/excursions", Needs(Read), get(storage_api::open_excursions)),
         r(GET, "/api/storage/free-position", Needs(Read), get(storage_api::free_position)),
+        r(GET, "/api/samples/{id}/as-of", Needs(Read), get(storage_api::sample_as_of)),
+        r(GET, "/api/storage/units/{id}/as-of", Needs(Read), get(storage_api::unit_as_of)),
         // Operations.
         r(
             GET,

@@ -92,6 +92,8 @@ pub struct ErrorResponse {
         storage_api::resolve_excursion,
         storage_api::open_excursions,
         storage_api::free_position,
+        storage_api::sample_as_of,
+        storage_api::unit_as_of,
         operations::list_api,
         operations::reprocess_all_api,
         operations::reprocess_api,

@@ -648,3 +648,81 @@ pub async fn free_position(
         position,
     }))
 }
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(default)]
+#[into_params(parameter_in = Query)]
+pub struct AsOfQuery {
+    /// The instant (RFC 3339, e.g. `2026-11-23T10:00:00Z`).
+    at: Option<String>,
+}
+
+fn instant(query: &AsOfQuery) -> Result<chrono::DateTime<chrono::Utc>, AppError> {
+    let raw = query.at.as_deref().map(str::trim).unwrap_or_default();
+    if raw.is_empty() {
+        return Err(AppError::invalid("at", "say which instant: at=2026-11-23T10:00:00Z"));
+    }
+    chrono::DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.to_utc())
+        .map_err(|_| {
+            AppError::invalid(
+                "at",
+                format!("'{raw}' is not an instant; use RFC 3339, e.g. 2026-11-23T10:00:00Z"),
+            )
+        })
+}
+
+/// `GET /api/samples/{id}/as-of?at=`
+#[utoipa::path(
+    get,
+    path = "/api/samples/{id}/as-of",
+    tag = "samples",
+    summary = "A sample as it stood at an instant, rebuilt from its events",
+    params(super::api::SamplePath, AsOfQuery),
+    responses(
+        (status = 200, description = "The sample then (`sample` is null if it did not exist yet)", body = Object),
+        (status = 400, description = "`at` is missing or not an instant", body = crate::routes::openapi::ErrorResponse),
+        (status = 404, description = "No such sample", body = crate::routes::openapi::ErrorResponse),
+    ),
+)]
+pub async fn sample_as_of(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<AsOfQuery>,
+) -> Result<Json<lab::history::SampleAsOf>, AppError> {
+    let id = parse_id(&id)?;
+    let at = instant(&query)?;
+    let then = lab::history::sample_as_of(state.storage.store(), id, at).await?;
+    if then.sample.is_none() && state.samples.get(id).await?.is_none() {
+        return Err(AppError::NotFound(format!("no sample with id '{id}'")));
+    }
+    Ok(Json(then))
+}
+
+/// `GET /api/storage/units/{id}/as-of?at=`
+#[utoipa::path(
+    get,
+    path = "/api/storage/units/{id}/as-of",
+    tag = "storage",
+    summary = "A storage unit (a box with its occupants) as it stood at an instant, rebuilt from the events",
+    params(("id" = Uuid, Path, description = "The unit's id"), AsOfQuery),
+    responses(
+        (status = 200, description = "The unit then", body = Object),
+        (status = 400, description = "`at` is missing or not an instant", body = crate::routes::openapi::ErrorResponse),
+        (status = 404, description = "No such unit", body = crate::routes::openapi::ErrorResponse),
+    ),
+)]
+pub async fn unit_as_of(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<AsOfQuery>,
+) -> Result<Json<lab::history::UnitAsOf>, AppError> {
+    let id = Uuid::parse_str(&id)
+        .map_err(|_| AppError::NotFound(format!("no storage unit with id '{id}'")))?;
+    let at = instant(&query)?;
+    let then = lab::history::unit_as_of(state.storage.store(), id, at).await?;
+    if then.unit.is_none() && state.storage.unit(id).await?.is_none() {
+        return Err(AppError::NotFound(format!("no storage unit with id '{id}'")));
+    }
+    Ok(Json(then))
+}
