@@ -29,6 +29,7 @@
 //! tables; its `.avsc` files go in `kafka/schemas/`; its routes in `web/`.
 
 pub mod accounts;
+pub mod dashboard;
 pub mod error;
 pub mod history;
 pub mod idempotency;

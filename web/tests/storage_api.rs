@@ -420,3 +420,66 @@ async fn units_are_decommissioned_only_when_empty_and_excursions_are_raised_and_
     app.excursions_when(<[Value]>::is_empty).await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn the_dashboard_counts_by_status_and_shows_alerts_full_boxes_and_activity() -> TestResult {
+    let app = TestApp::spawn().await?;
+    app.lab_storage().await?;
+    // A 1×2 box: one tube fills half, two fill it.
+    app.ok(
+        "/api/storage/units",
+        json!({"kind": "box", "code": "TINY-1", "parent": "RCK-1", "slot": "3", "grid": "1x2"}),
+    )
+    .await?;
+    let a = app.validated("DASH-0001").await?;
+    let b = app.validated("DASH-0002").await?;
+    app.ok("/api/samples", json!({"barcode": "DASH-0003", "sample_type": "DNA", "volume_ul": 5, "temperature_zone": "-80"}))
+        .await?;
+    app.ok(
+        &format!("/api/samples/{a}/store"),
+        json!({"box": "TINY-1 A1"}),
+    )
+    .await?;
+    let last = app
+        .ok(
+            &format!("/api/samples/{b}/store"),
+            json!({"box": "TINY-1 A2"}),
+        )
+        .await?;
+    app.sample(&b, last["version"].as_u64().ok_or("v")?).await?;
+    let freezer = app.unit_when("FRZ-1", |_| true).await?;
+    let freezer_id = freezer["unit"]["unit_id"].as_str().ok_or("id")?.to_owned();
+    app.ok(
+        &format!("/api/storage/units/{freezer_id}/temperature"),
+        json!({"celsius": "-41"}),
+    )
+    .await?;
+    app.excursions_when(|l| !l.is_empty()).await?;
+    app.unit_when("TINY-1", |u| u["unit"]["occupied"] == 2)
+        .await?;
+
+    let html = app.client.get(app.url("/")).send().await?.text().await?;
+    let tile = |status: &str, n: u32| {
+        format!(
+            "href=\"/samples?status={status}\" data-status=\"{status}\"><span class=\"figure\">{n}</span>"
+        )
+    };
+    assert!(html.contains(&tile("in_storage", 2)), "two stored: {html}");
+    assert!(html.contains(&tile("registered", 1)), "one registered");
+    assert!(
+        html.contains(&tile("validated", 0)),
+        "none left merely validated"
+    );
+    assert!(html.contains("<span class=\"figure\">3</span><span class=\"label\">samples</span>"));
+    assert!(html.contains("-41.0 °C"), "the open alert");
+    assert!(
+        html.contains(">TINY-1</a>") && html.contains("2 / 2 (100 %)"),
+        "the full box"
+    );
+    assert!(
+        html.contains("Sample stored") && html.contains("DASH-0002"),
+        "recent activity"
+    );
+    assert!(html.contains("None waiting."), "no dead letters");
+    Ok(())
+}

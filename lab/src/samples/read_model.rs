@@ -52,7 +52,7 @@ pub async fn apply_sample_event(
     let mut change = Change::default();
     let status = match event {
         SampleEvent::SampleRegistered { id, details } => {
-            sqlx::query(
+            let inserted = sqlx::query(
                 "INSERT INTO samples (sample_id, barcode, sample_type, status, volume_ul, \
                  temperature_zone, patient_ref, collected_at, collected_by, registered_at, \
                  registered_by, last_changed_at, last_changed_by, version) \
@@ -71,7 +71,11 @@ pub async fn apply_sample_event(
             .bind(who)
             .bind(version_i64)
             .execute(&mut *conn)
-            .await?;
+            .await?
+            .rows_affected();
+            if inserted == 1 {
+                count_status(conn, SampleStatus::Registered.as_str(), 1).await?;
+            }
             return Ok(());
         }
         SampleEvent::AliquotCreated {
@@ -84,7 +88,7 @@ pub async fn apply_sample_event(
             patient_ref,
             ..
         } => {
-            sqlx::query(
+            let inserted = sqlx::query(
                 "INSERT INTO samples (sample_id, barcode, sample_type, status, volume_ul, \
                  temperature_zone, patient_ref, parent_id, registered_at, \
                  registered_by, last_changed_at, last_changed_by, version) \
@@ -102,7 +106,11 @@ pub async fn apply_sample_event(
             .bind(who)
             .bind(version_i64)
             .execute(&mut *conn)
-            .await?;
+            .await?
+            .rows_affected();
+            if inserted == 1 {
+                count_status(conn, SampleStatus::Validated.as_str(), 1).await?;
+            }
             return Ok(());
         }
         SampleEvent::SampleReceived { .. } => SampleStatus::Received,
@@ -178,7 +186,16 @@ pub async fn apply_sample_event(
             SampleStatus::Disposed
         }
     };
-    apply_update(conn, sample_id, version, recorded_at, who, Some(status), change).await
+    apply_update(
+        conn,
+        sample_id,
+        version,
+        recorded_at,
+        who,
+        Some(status),
+        change,
+    )
+    .await
 }
 
 async fn apply_update(
@@ -202,6 +219,18 @@ async fn apply_update(
     let (set_reason, reason) = match change.rejection_reason {
         Some(reason) => (true, reason),
         None => (false, None),
+    };
+    let before: Option<String> = match status {
+        Some(_) => {
+            sqlx::query_scalar(
+                "SELECT status FROM samples WHERE sample_id = $1 AND version = $2 - 1",
+            )
+            .bind(sample_id)
+            .bind(version_i64)
+            .fetch_optional(&mut *conn)
+            .await?
+        }
+        None => None,
     };
     let updated = sqlx::query(
         "UPDATE samples SET status = COALESCE($2, status), \
@@ -249,6 +278,12 @@ async fn apply_update(
         // Seen before: its counts were applied with it.
         return Ok(());
     }
+    if let (Some(before), Some(after)) = (before, status)
+        && before != after.as_str()
+    {
+        count_status(conn, &before, -1).await?;
+        count_status(conn, after.as_str(), 1).await?;
+    }
     for (box_id, delta) in change.occupancy {
         sqlx::query(
             "INSERT INTO box_occupancy (box_id, occupied) VALUES ($1, $2) \
@@ -260,6 +295,40 @@ async fn apply_update(
         .await?;
     }
     Ok(())
+}
+
+async fn count_status(
+    conn: &mut PgConnection,
+    status: &str,
+    delta: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO sample_status_counts (status, samples) VALUES ($1, $2) \
+         ON CONFLICT (status) DO UPDATE SET samples = sample_status_counts.samples + EXCLUDED.samples",
+    )
+    .bind(status)
+    .bind(delta)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Samples per status (every status, zero included), from the counts the projection keeps.
+pub async fn status_counts(pool: &PgPool) -> Result<Vec<(SampleStatus, i64)>, sqlx::Error> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, samples FROM sample_status_counts")
+            .fetch_all(pool)
+            .await?;
+    Ok(SampleStatus::ALL
+        .iter()
+        .map(|s| {
+            let n = rows
+                .iter()
+                .find(|(name, _)| name == s.as_str())
+                .map_or(0, |(_, n)| *n);
+            (*s, n)
+        })
+        .collect())
 }
 
 /// The samples projection, fed either by following the event log in-process or by a

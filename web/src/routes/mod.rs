@@ -6,6 +6,7 @@ mod api;
 pub mod assets;
 pub mod auth;
 mod context;
+mod dashboard;
 pub mod edge;
 mod health;
 pub mod openapi;
@@ -18,7 +19,6 @@ use crate::startup::AppState;
 use auth::{Access, Rule};
 use axum::Router;
 use axum::http::{HeaderName, Method, Request, StatusCode};
-use axum::response::Redirect;
 use axum::routing::{MethodRouter, get, post};
 use edge::Limits;
 use lab::accounts::Permission;
@@ -125,12 +125,7 @@ pub fn route_table() -> Vec<(RouteRule, MethodRouter<AppState>)> {
         r(GET, openapi::DOCS_PATH, LoggedIn, get(openapi::docs_index)),
         r(GET, "/api/docs/{*file}", LoggedIn, get(openapi::docs_file)),
         // Samples: pages.
-        r(
-            GET,
-            "/",
-            Needs(Read),
-            get(|| async { Redirect::to("/samples") }),
-        ),
+        r(GET, "/", Needs(Read), get(dashboard::page)),
         r(GET, "/samples", Needs(Read), get(ui::list)),
         r(POST, "/samples", Needs(SampleWork), post(ui::register)),
         r(GET, "/samples/new", Needs(SampleWork), get(ui::new_form)),
