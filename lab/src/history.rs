@@ -76,7 +76,11 @@ pub async fn sample_as_of(
 }
 
 /// Unit `id` as it stood at `at`, with a box's occupants then.
-pub async fn unit_as_of(store: &EventStore, id: Uuid, at: DateTime<Utc>) -> Result<UnitAsOf, Error> {
+pub async fn unit_as_of(
+    store: &EventStore,
+    id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<UnitAsOf, Error> {
     let events = store.read_stream::<StorageEvent>(id).await?;
     let (state, version) = fold_until::<StorageUnit>(&events, at);
     let is_box = state.unit.as_ref().is_some_and(|u| u.grid.is_some());
