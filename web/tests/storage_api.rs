@@ -483,3 +483,92 @@ async fn the_dashboard_counts_by_status_and_shows_alerts_full_boxes_and_activity
     assert!(html.contains("None waiting."), "no dead letters");
     Ok(())
 }
+
+#[tokio::test]
+async fn the_sample_list_filters_by_type_zone_location_patient_and_day() -> TestResult {
+    let app = TestApp::spawn().await?;
+    app.lab_storage().await?;
+    let stored = app.validated("LIST-0001").await?;
+    let last = app
+        .ok(
+            &format!("/api/samples/{stored}/store"),
+            json!({"box": "BOX-2 B1"}),
+        )
+        .await?;
+    app.sample(&stored, last["version"].as_u64().ok_or("v")?)
+        .await?;
+    let other = app
+        .ok(
+            "/api/samples",
+            json!({"barcode": "LIST-0002", "sample_type": "DNA", "volume_ul": 5, "temperature_zone": "-20", "patient": "MRN-7"}),
+        )
+        .await?;
+    app.sample(other["sample_id"].as_str().ok_or("id")?, 1)
+        .await?;
+    let barcodes = |v: &Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| i["barcode"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for (query, expected) in [
+        ("type=dna", vec!["LIST-0002"]),
+        ("zone=-80", vec!["LIST-0001"]),
+        ("location=BOX-2", vec!["LIST-0001"]),
+        ("location=FRZ-1", vec!["LIST-0001"]),
+        ("location=BOX-1", vec![]),
+        ("patient=MRN-7", vec!["LIST-0002"]),
+        ("status=in_storage", vec!["LIST-0001"]),
+        ("from=2000-01-01&to=2000-01-02", vec![]),
+    ] {
+        let (status, value) = app.get_json(&format!("/api/samples?{query}")).await?;
+        assert_eq!(status, StatusCode::OK, "{query}: {value}");
+        assert_eq!(barcodes(&value), expected, "{query}");
+    }
+    let (status, value) = app
+        .get_json("/api/samples?location=NOWHERE&zone=lava")
+        .await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let fields: Vec<&str> = value["fields"]
+        .as_array()
+        .ok_or("fields")?
+        .iter()
+        .filter_map(|f| f["field"].as_str())
+        .collect();
+    assert_eq!(fields, ["zone", "location"], "{value}");
+
+    // A scanned barcode that matches nothing: the box is emptied for the next scan and
+    // registering that barcode is offered.
+    let html = app
+        .client
+        .get(app.url("/samples?q=nope-123"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        html.contains("id=\"q\" name=\"q\" type=\"search\" value=\"\""),
+        "search box cleared"
+    );
+    assert!(
+        html.contains("/samples/new?barcode=NOPE-123"),
+        "register it offered"
+    );
+    let form = app
+        .client
+        .get(app.url("/samples/new?barcode=NOPE-123"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        form.contains("value=\"NOPE-123\""),
+        "the register form is prefilled"
+    );
+    Ok(())
+}

@@ -26,14 +26,14 @@ use crate::metrics::CommandMetrics;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use cqrs::sample::{
     Barcode, Note, PatientRef, Sample, SampleCommand, SampleDetails, SampleEvent, SampleId,
-    SampleType, Signature, TemperatureZone, VolumeUl,
+    SampleStatus, SampleType, Signature, TemperatureZone, VolumeUl,
 };
+use cqrs::storage::{Position, UnitId};
 use event_sourcing::{
     CommandContext, CommandOutcome, EventStore, ExpectedVersion, Projection, ReadProgress,
     StoredEvent,
 };
 use serde::{Deserialize, Serialize};
-use cqrs::storage::{Position, UnitId};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -165,6 +165,82 @@ impl RegisterInput {
     }
 }
 
+/// A sample list's filters as typed into the page or sent to the API (all optional).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ListInput {
+    /// A barcode prefix.
+    pub q: String,
+    pub status: String,
+    #[serde(rename = "type")]
+    pub sample_type: String,
+    pub zone: String,
+    /// A storage unit's barcode (or id): a box, or every box of a rack or freezer.
+    pub location: String,
+    pub patient: String,
+    /// Registered on or after this day / on or before this day (`YYYY-MM-DD`, UTC).
+    pub from: String,
+    pub to: String,
+    pub page: Option<u32>,
+    pub per_page: Option<u32>,
+}
+
+impl ListInput {
+    /// The filter, every problem reported by field; `location` needs the store to find
+    /// the unit.
+    pub async fn filter(&self, service: &SampleService) -> Result<SampleFilter, Error> {
+        let mut errors = Vec::new();
+        let status = optional(&self.status, "status", SampleStatus::parse, &mut errors);
+        let sample_type = optional(&self.sample_type, "type", SampleType::parse, &mut errors);
+        let zone = optional(&self.zone, "zone", TemperatureZone::parse, &mut errors);
+        let day = |raw: &str| {
+            chrono::NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d")
+                .map_err(|_| format!("'{}' is not a day (YYYY-MM-DD)", raw.trim()))
+        };
+        let from = optional(&self.from, "from", day, &mut errors);
+        let to = optional(&self.to, "to", day, &mut errors);
+        let patient = optional(&self.patient, "patient", PatientRef::parse, &mut errors);
+        let location = if self.location.trim().is_empty() {
+            None
+        } else {
+            let raw = self.location.trim();
+            let found = match Uuid::parse_str(raw) {
+                Ok(id) => Some(id),
+                Err(_) => sqlx::query_scalar(
+                    "SELECT aggregate_id FROM unique_claims WHERE scope = 'unit-code' AND value = $1",
+                )
+                .bind(raw.to_ascii_uppercase())
+                .fetch_optional(service.pool())
+                .await?,
+            };
+            if found.is_none() {
+                errors.push(FieldError {
+                    field: "location",
+                    message: format!("no freezer, rack or box has the barcode '{raw}'"),
+                });
+            }
+            found
+        };
+        if !errors.is_empty() {
+            return Err(Error::Invalid(errors));
+        }
+        Ok(SampleFilter {
+            barcode_prefix: Some(self.q.trim().to_ascii_uppercase()).filter(|q| !q.is_empty()),
+            status,
+            sample_type,
+            zone,
+            location,
+            patient: patient.map(|p| p.to_string()),
+            registered_from: from.map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc()),
+            registered_to: to
+                .and_then(|d| d.succ_opt())
+                .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc()),
+            page: self.page.unwrap_or(1),
+            per_page: self.per_page.unwrap_or(50),
+        })
+    }
+}
+
 /// One line of a sample's history: what happened, who did it, when.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TimelineEntry {
@@ -205,128 +281,130 @@ impl TimelineEntry {
             Some(n) => format!("{base} · {n}"),
             None => base,
         };
-        let (what, detail, signature): (&str, Option<String>, Option<&Signature>) = match &event
-            .payload
-        {
-            SampleEvent::SampleRegistered { details, .. } => (
-                "Registered",
-                Some(format!(
-                    "{} · {} · {} µL · {}",
-                    details.barcode,
-                    details.sample_type.label(),
-                    details.volume,
-                    details.temperature_zone.label()
-                )),
-                None,
-            ),
-            SampleEvent::SampleReceived { notes } => {
-                ("Received", notes.as_ref().map(ToString::to_string), None)
-            }
-            SampleEvent::SampleValidated { notes, signature } => (
-                "Validated (QC passed)",
-                notes.as_ref().map(ToString::to_string),
-                signature.as_ref(),
-            ),
-            SampleEvent::SampleRejected { reason, signature } => (
-                "Rejected (QC failed)",
-                Some(reason.to_string()),
-                signature.as_ref(),
-            ),
-            SampleEvent::SampleQcCorrected {
-                passed,
-                reason,
-                signature,
-            } => (
-                if *passed {
-                    "QC corrected to passed"
-                } else {
-                    "QC corrected to failed"
-                },
-                Some(reason.to_string()),
-                signature.as_ref(),
-            ),
-            SampleEvent::SampleStored {
-                box_code, position, ..
-            } => ("Stored", Some(format!("{box_code} {position}")), None),
-            SampleEvent::SampleMoved {
-                from_box_id,
-                from_position,
-                box_code,
-                position,
-                ..
-            } => (
-                "Moved",
-                Some(format!(
-                    "{} → {box_code} {position}",
-                    place(from_box_id, from_position)
-                )),
-                None,
-            ),
-            SampleEvent::SampleRemovedFromStorage {
-                box_id,
-                position,
-                notes,
-            } => (
-                "Removed from storage",
-                Some(with_notes(format!("from {}", place(box_id, position)), notes)),
-                None,
-            ),
-            SampleEvent::SampleCheckedOut {
-                holder,
-                notes,
-                from_box_id,
-                from_position,
-                ..
-            } => {
-                let mut base = format!("to {holder}");
-                if let (Some(b), Some(p)) = (from_box_id, from_position) {
-                    base.push_str(&format!(", from {}", place(b, p)));
+        let (what, detail, signature): (&str, Option<String>, Option<&Signature>) =
+            match &event.payload {
+                SampleEvent::SampleRegistered { details, .. } => (
+                    "Registered",
+                    Some(format!(
+                        "{} · {} · {} µL · {}",
+                        details.barcode,
+                        details.sample_type.label(),
+                        details.volume,
+                        details.temperature_zone.label()
+                    )),
+                    None,
+                ),
+                SampleEvent::SampleReceived { notes } => {
+                    ("Received", notes.as_ref().map(ToString::to_string), None)
                 }
-                ("Checked out", Some(with_notes(base, notes)), None)
-            }
-            SampleEvent::SampleReturned { holder, notes, .. } => (
-                "Returned",
-                Some(with_notes(format!("by {holder}"), notes)),
-                None,
-            ),
-            SampleEvent::SampleAliquoted {
-                aliquots,
-                remaining_volume_ul,
-            } => (
-                "Aliquoted",
-                Some(format!(
-                    "{} · {remaining_volume_ul} µL left",
-                    aliquots
-                        .iter()
-                        .map(|a| format!("{} ({} µL)", a.barcode, a.volume_ul))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )),
-                None,
-            ),
-            SampleEvent::AliquotCreated {
-                parent_barcode,
-                barcode,
-                volume_ul,
-                ..
-            } => (
-                "Created as an aliquot",
-                Some(format!("{barcode} · {volume_ul} µL from {parent_barcode}")),
-                None,
-            ),
-            SampleEvent::SampleDisposed {
-                reason,
-                from_box_id,
-                from_position,
-                signature,
-            } => {
-                let detail = match (from_box_id, from_position) {
-                    (Some(b), Some(p)) => format!("{reason} · freed {}", place(b, p)),
-                    _ => reason.to_string(),
-                };
-                ("Disposed", Some(detail), signature.as_ref())
-            }
-        };
+                SampleEvent::SampleValidated { notes, signature } => (
+                    "Validated (QC passed)",
+                    notes.as_ref().map(ToString::to_string),
+                    signature.as_ref(),
+                ),
+                SampleEvent::SampleRejected { reason, signature } => (
+                    "Rejected (QC failed)",
+                    Some(reason.to_string()),
+                    signature.as_ref(),
+                ),
+                SampleEvent::SampleQcCorrected {
+                    passed,
+                    reason,
+                    signature,
+                } => (
+                    if *passed {
+                        "QC corrected to passed"
+                    } else {
+                        "QC corrected to failed"
+                    },
+                    Some(reason.to_string()),
+                    signature.as_ref(),
+                ),
+                SampleEvent::SampleStored {
+                    box_code, position, ..
+                } => ("Stored", Some(format!("{box_code} {position}")), None),
+                SampleEvent::SampleMoved {
+                    from_box_id,
+                    from_position,
+                    box_code,
+                    position,
+                    ..
+                } => (
+                    "Moved",
+                    Some(format!(
+                        "{} → {box_code} {position}",
+                        place(from_box_id, from_position)
+                    )),
+                    None,
+                ),
+                SampleEvent::SampleRemovedFromStorage {
+                    box_id,
+                    position,
+                    notes,
+                } => (
+                    "Removed from storage",
+                    Some(with_notes(
+                        format!("from {}", place(box_id, position)),
+                        notes,
+                    )),
+                    None,
+                ),
+                SampleEvent::SampleCheckedOut {
+                    holder,
+                    notes,
+                    from_box_id,
+                    from_position,
+                    ..
+                } => {
+                    let mut base = format!("to {holder}");
+                    if let (Some(b), Some(p)) = (from_box_id, from_position) {
+                        base.push_str(&format!(", from {}", place(b, p)));
+                    }
+                    ("Checked out", Some(with_notes(base, notes)), None)
+                }
+                SampleEvent::SampleReturned { holder, notes, .. } => (
+                    "Returned",
+                    Some(with_notes(format!("by {holder}"), notes)),
+                    None,
+                ),
+                SampleEvent::SampleAliquoted {
+                    aliquots,
+                    remaining_volume_ul,
+                } => (
+                    "Aliquoted",
+                    Some(format!(
+                        "{} · {remaining_volume_ul} µL left",
+                        aliquots
+                            .iter()
+                            .map(|a| format!("{} ({} µL)", a.barcode, a.volume_ul))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                    None,
+                ),
+                SampleEvent::AliquotCreated {
+                    parent_barcode,
+                    barcode,
+                    volume_ul,
+                    ..
+                } => (
+                    "Created as an aliquot",
+                    Some(format!("{barcode} · {volume_ul} µL from {parent_barcode}")),
+                    None,
+                ),
+                SampleEvent::SampleDisposed {
+                    reason,
+                    from_box_id,
+                    from_position,
+                    signature,
+                } => {
+                    let detail = match (from_box_id, from_position) {
+                        (Some(b), Some(p)) => format!("{reason} · freed {}", place(b, p)),
+                        _ => reason.to_string(),
+                    };
+                    ("Disposed", Some(detail), signature.as_ref())
+                }
+            };
         Self {
             version: event.version,
             what: what.to_owned(),

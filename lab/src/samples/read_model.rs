@@ -426,6 +426,14 @@ pub struct SampleFilter {
     /// Barcode prefix (upper-cased like barcodes are).
     pub barcode_prefix: Option<String>,
     pub status: Option<SampleStatus>,
+    pub sample_type: Option<SampleType>,
+    pub zone: Option<TemperatureZone>,
+    /// In this storage unit: a box, or any box of a rack or freezer.
+    pub location: Option<Uuid>,
+    pub patient: Option<String>,
+    /// Registered at or after / before.
+    pub registered_from: Option<DateTime<Utc>>,
+    pub registered_to: Option<DateTime<Utc>>,
     /// 1-based page number.
     pub page: u32,
     pub per_page: u32,
@@ -436,8 +444,15 @@ pub struct SamplePage {
     pub items: Vec<SampleRow>,
     pub page: u32,
     pub per_page: u32,
+    /// Matching samples, counted up to [`COUNT_LIMIT`]; `total_capped` says when more
+    /// matched (counting a million rows on every page view would be the slowest part of
+    /// the page).
     pub total: i64,
+    pub total_capped: bool,
 }
+
+/// How far a list counts its matches.
+pub const COUNT_LIMIT: i64 = 10_000;
 
 impl SamplePage {
     pub fn pages(&self) -> u32 {
@@ -446,12 +461,17 @@ impl SamplePage {
             .unwrap_or(u32::MAX)
             .max(1)
     }
+
+    /// Whether there is a page after this one.
+    pub fn has_next(&self) -> bool {
+        self.page < self.pages() || (self.total_capped && self.items.len() as u32 == self.per_page)
+    }
 }
 
 /// Most recently changed first.
 pub async fn list(pool: &PgPool, filter: &SampleFilter) -> Result<SamplePage, sqlx::Error> {
     let per_page = filter.per_page.clamp(1, 200);
-    let page = filter.page.max(1);
+    let page = filter.page.clamp(1, 100_000);
     let prefix = filter.barcode_prefix.as_deref().map(|p| {
         let escaped = p
             .replace('\\', "\\\\")
@@ -459,28 +479,51 @@ pub async fn list(pool: &PgPool, filter: &SampleFilter) -> Result<SamplePage, sq
             .replace('_', "\\_");
         format!("{escaped}%")
     });
-    let status = filter.status.map(SampleStatus::as_str);
-    let condition = "($1::text IS NULL OR barcode LIKE $1) AND ($2::text IS NULL OR status = $2)";
-    let items: Vec<SampleRow> = sqlx::query_as(&format!(
+    let condition = "($1::text IS NULL OR barcode LIKE $1) AND ($2::text IS NULL OR status = $2) \
+        AND ($3::text IS NULL OR sample_type = $3) AND ($4::text IS NULL OR temperature_zone = $4) \
+        AND ($5::uuid IS NULL OR box_id IN ( \
+              SELECT b.unit_id FROM storage_units b WHERE b.unit_id = $5 OR b.parent_id = $5 \
+                 OR b.parent_id IN (SELECT r.unit_id FROM storage_units r WHERE r.parent_id = $5))) \
+        AND ($6::text IS NULL OR patient_ref = $6) \
+        AND ($7::timestamptz IS NULL OR registered_at >= $7) \
+        AND ($8::timestamptz IS NULL OR registered_at < $8)";
+    let items_sql = format!(
         "SELECT {COLUMNS} FROM samples WHERE {condition} \
-         ORDER BY last_changed_at DESC, sample_id LIMIT $3 OFFSET $4"
-    ))
-    .bind(&prefix)
-    .bind(status)
-    .bind(i64::from(per_page))
-    .bind(i64::from(page - 1) * i64::from(per_page))
-    .fetch_all(pool)
-    .await?;
-    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM samples WHERE {condition}"))
+         ORDER BY last_changed_at DESC, sample_id LIMIT $9 OFFSET $10"
+    );
+    let items: Vec<SampleRow> = sqlx::query_as(&items_sql)
         .bind(&prefix)
-        .bind(status)
+        .bind(filter.status.map(SampleStatus::as_str))
+        .bind(filter.sample_type.map(SampleType::code))
+        .bind(filter.zone.map(TemperatureZone::code))
+        .bind(filter.location)
+        .bind(&filter.patient)
+        .bind(filter.registered_from)
+        .bind(filter.registered_to)
+        .bind(i64::from(per_page))
+        .bind(i64::from(page - 1) * i64::from(per_page))
+        .fetch_all(pool)
+        .await?;
+    let count_sql =
+        format!("SELECT count(*) FROM (SELECT 1 FROM samples WHERE {condition} LIMIT $9) AS m");
+    let counted: i64 = sqlx::query_scalar(&count_sql)
+        .bind(&prefix)
+        .bind(filter.status.map(SampleStatus::as_str))
+        .bind(filter.sample_type.map(SampleType::code))
+        .bind(filter.zone.map(TemperatureZone::code))
+        .bind(filter.location)
+        .bind(&filter.patient)
+        .bind(filter.registered_from)
+        .bind(filter.registered_to)
+        .bind(COUNT_LIMIT + 1)
         .fetch_one(pool)
         .await?;
     Ok(SamplePage {
         items: items.into_iter().map(SampleRow::normalise).collect(),
         page,
         per_page,
-        total,
+        total: counted.min(COUNT_LIMIT),
+        total_capped: counted > COUNT_LIMIT,
     })
 }
 

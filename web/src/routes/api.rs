@@ -10,11 +10,10 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use cqrs::sample::SampleStatus;
 use event_sourcing::{CommandOutcome, ExpectedVersion};
 use lab::accounts::PrincipalKind;
 use lab::idempotency::{command_id_for_key, fingerprint};
-use lab::samples::{Action, RegisterInput, SampleFilter, SamplePage, SampleRow, TimelineEntry};
+use lab::samples::{Action, RegisterInput, SamplePage, SampleRow, TimelineEntry};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -383,7 +382,6 @@ pub async fn reject(
     act(state, peer, identity, path, headers, body, Action::Reject).await
 }
 
-
 /// The electronic signature a signed command carries: the logged-in person's own (their
 /// password), or, with an API token, that of the account `signer` names.
 pub(super) async fn signature_for(
@@ -408,7 +406,9 @@ pub(super) async fn signature_for(
         }
         (PrincipalKind::ApiToken, None) => Err(AppError::invalid(
             "signer",
-            format!("{what} needs a person's electronic signature: send 'signer' (their username), 'password' and 'meaning'"),
+            format!(
+                "{what} needs a person's electronic signature: send 'signer' (their username), 'password' and 'meaning'"
+            ),
         )),
     }
 }
@@ -477,15 +477,30 @@ async fn act(
 pub struct ListQuery {
     /// A barcode prefix (case-insensitive).
     q: Option<String>,
-    /// registered, received, validated or rejected.
+    /// registered, received, validated, rejected, in_storage, checked_out or disposed.
     status: Option<String>,
+    /// A sample type (BLOOD, PLASMA, DNA, ...).
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    sample_type: Option<String>,
+    /// A temperature zone (MINUS_80, -20, FRIDGE, ...).
+    zone: Option<String>,
+    /// A storage unit's barcode or id: samples in that box, or in any box of that rack
+    /// or freezer.
+    location: Option<String>,
+    /// A patient reference, exactly.
+    patient: Option<String>,
+    /// Registered on or after this day (YYYY-MM-DD, UTC).
+    from: Option<String>,
+    /// Registered on or before this day (YYYY-MM-DD, UTC).
+    to: Option<String>,
     /// From 1.
     page: Option<u32>,
     /// 1–200 (default 50).
     per_page: Option<u32>,
 }
 
-/// `GET /api/samples?q=&status=&page=&per_page=`
+/// `GET /api/samples?q=&status=&type=&zone=&location=&patient=&from=&to=&page=&per_page=`
 #[utoipa::path(
     get,
     path = "/api/samples",
@@ -493,7 +508,7 @@ pub struct ListQuery {
     summary = "List samples, most recently changed first",
     params(ListQuery),
     responses(
-        (status = 200, description = "One page of samples", body = SamplePage),
+        (status = 200, description = "One page of samples; `total` counts up to 10,000 (`total_capped` when more match)", body = SamplePage),
         (status = 400, description = "A query parameter is invalid", body = crate::routes::openapi::ErrorResponse),
     ),
 )]
@@ -502,21 +517,20 @@ pub async fn list(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<SamplePage>, AppError> {
     let Query(query) = query.map_err(|e| AppError::BadRequest(e.body_text()))?;
-    let status = match query.status.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(s) => {
-            Some(SampleStatus::parse(s).map_err(|e| AppError::invalid("status", e.message))?)
-        }
+    let text = |v: Option<String>| v.unwrap_or_default();
+    let input = lab::samples::ListInput {
+        q: text(query.q),
+        status: text(query.status),
+        sample_type: text(query.sample_type),
+        zone: text(query.zone),
+        location: text(query.location),
+        patient: text(query.patient),
+        from: text(query.from),
+        to: text(query.to),
+        page: query.page,
+        per_page: query.per_page,
     };
-    let filter = SampleFilter {
-        barcode_prefix: query
-            .q
-            .map(|q| q.trim().to_ascii_uppercase())
-            .filter(|q| !q.is_empty()),
-        status,
-        page: query.page.unwrap_or(1),
-        per_page: query.per_page.unwrap_or(50),
-    };
+    let filter = input.filter(&state.samples).await?;
     Ok(Json(state.samples.list(&filter).await?))
 }
 

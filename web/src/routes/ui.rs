@@ -13,7 +13,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use cqrs::sample::{SampleStatus, SampleType, SignatureMeaning, TemperatureZone};
 use event_sourcing::ExpectedVersion;
 use lab::idempotency::fingerprint;
-use lab::samples::{Action, RegisterInput, SampleFilter, SamplePage, SampleRow, TimelineEntry};
+use lab::samples::{Action, ListInput, RegisterInput, SamplePage, SampleRow, TimelineEntry};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -83,72 +83,100 @@ pub async fn not_found() -> PageError {
     ))
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct ListQuery {
-    q: String,
-    status: String,
-    page: Option<u32>,
-}
-
 #[derive(Template)]
 #[template(path = "samples/list.html")]
 struct ListPage {
-    q: String,
-    status: String,
+    input: ListInput,
     statuses: &'static [SampleStatus],
+    types: &'static [SampleType],
+    zones: &'static [TemperatureZone],
     page: SamplePage,
-    notice: Option<String>,
+    /// A barcode that matched nothing: offered for registration.
+    not_found: Option<String>,
+    errors: Vec<FieldError>,
     me: Option<Me>,
 }
 
 impl ListPage {
     fn page_link(&self, page: u32) -> String {
+        let i = &self.input;
         format!(
-            "/samples?q={}&status={}&page={page}",
-            percent_encode(&self.q),
-            percent_encode(&self.status)
+            "/samples?q={}&status={}&type={}&zone={}&location={}&patient={}&from={}&to={}&page={page}",
+            percent_encode(&i.q),
+            percent_encode(&i.status),
+            percent_encode(&i.sample_type),
+            percent_encode(&i.zone),
+            percent_encode(&i.location),
+            percent_encode(&i.patient),
+            percent_encode(&i.from),
+            percent_encode(&i.to),
         )
+    }
+
+    fn error(&self, field: &str) -> Option<&str> {
+        self.errors
+            .iter()
+            .find(|e| e.field == field)
+            .map(|e| e.message.as_str())
     }
 }
 
-/// `GET /samples`: recent samples, filtered by barcode prefix and status. Scanning an
-/// exact barcode (the scanner types it and presses Enter) jumps straight to the sample.
+/// `GET /samples`: samples filtered by barcode prefix, status, type, zone, location,
+/// patient and registration day, most recently changed first. Scanning an exact barcode
+/// (the scanner types it and presses Enter) jumps straight to the sample; a barcode that
+/// matches nothing clears the search box for the next scan and offers to register it.
 pub async fn list(
     State(state): State<AppState>,
     identity: Identity,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<ListInput>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, PageError> {
-    let query = query.map(|Query(q)| q).unwrap_or_default();
-    let q = query.q.trim().to_ascii_uppercase();
-    if !q.is_empty()
-        && let Some(id) = state.samples.find_by_barcode(&q).await?
+    let mut input = query.map(|Query(q)| q).unwrap_or_default();
+    input.q = input.q.trim().to_ascii_uppercase();
+    if !input.q.is_empty()
+        && let Some(id) = state.samples.find_by_barcode(&input.q).await?
     {
         return Ok(Redirect::to(&format!("/samples/{id}")).into_response());
     }
-    let status = SampleStatus::parse(&query.status).ok();
-    let filter = SampleFilter {
-        barcode_prefix: Some(q.clone()).filter(|q| !q.is_empty()),
-        status,
-        page: query.page.unwrap_or(1),
-        per_page: 25,
+    input.per_page = Some(50);
+    let (page, errors) = match input.filter(&state.samples).await {
+        Ok(filter) => (state.samples.list(&filter).await?, Vec::new()),
+        Err(lab::Error::Invalid(errors)) => (
+            SamplePage {
+                items: Vec::new(),
+                page: 1,
+                per_page: 50,
+                total: 0,
+                total_capped: false,
+            },
+            errors,
+        ),
+        Err(other) => return Err(other.into()),
     };
-    let page = state.samples.list(&filter).await?;
-    let notice = (!q.is_empty() && page.total == 0)
-        .then(|| format!("No sample has a barcode starting with {q}."));
+    let not_found = (!input.q.is_empty() && page.total == 0).then(|| input.q.clone());
+    if not_found.is_some() {
+        // The next scan goes into an empty box, not onto the end of this one.
+        input.q.clear();
+    }
     Ok(render(
-        StatusCode::OK,
+        if errors.is_empty() {
+            StatusCode::OK
+        } else {
+            StatusCode::BAD_REQUEST
+        },
         &ListPage {
-            q,
-            status: status.map(|s| s.as_str().to_owned()).unwrap_or_default(),
+            input,
             statuses: SampleStatus::ALL,
+            types: SampleType::ALL,
+            zones: TemperatureZone::ALL,
             page,
-            notice,
+            not_found,
+            errors,
             me: Some(identity.me()),
         },
     ))
 }
 
+/// `GET /samples/new`
 #[derive(Template)]
 #[template(path = "samples/new.html")]
 struct RegisterPage {
@@ -182,11 +210,25 @@ impl RegisterPage {
     }
 }
 
-/// `GET /samples/new`
-pub async fn new_form(identity: Identity) -> Response {
+/// `GET /samples/new[?barcode=]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct NewQuery {
+    /// A scanned barcode that matched no sample, to register.
+    barcode: String,
+}
+
+pub async fn new_form(
+    identity: Identity,
+    query: Result<Query<NewQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let input = RegisterInput {
+        barcode: query.map(|Query(q)| q.barcode).unwrap_or_default(),
+        ..RegisterInput::default()
+    };
     render(
         StatusCode::OK,
-        &RegisterPage::new(RegisterInput::default(), identity.me(), Uuid::now_v7()),
+        &RegisterPage::new(input, identity.me(), Uuid::now_v7()),
     )
 }
 
