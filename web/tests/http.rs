@@ -1134,7 +1134,7 @@ async fn a_body_over_the_limit_is_a_413_with_a_message_and_changes_nothing() -> 
     let r = app
         .client
         .post(app.url("/api/samples"))
-        .json(&json!({"sample_type": "dna", "volume_ul": 4, "temperature_zone": "-80", "patient": long}))
+        .json(&json!({"sample_type": "dna", "volume_ul": 4, "temperature_zone": "-80", "patient_ref": long}))
         .send()
         .await?;
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
@@ -1157,7 +1157,7 @@ async fn a_body_over_the_limit_is_a_413_with_a_message_and_changes_nothing() -> 
         ),
         (
             "POST /api/samples HTTP/1.1\r\nContent-Type: application/json".to_owned(),
-            json!({"sample_type": "dna", "volume_ul": 4, "temperature_zone": "-80", "patient": long})
+            json!({"sample_type": "dna", "volume_ul": 4, "temperature_zone": "-80", "patient_ref": long})
                 .to_string(),
         ),
         (

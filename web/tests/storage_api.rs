@@ -500,7 +500,7 @@ async fn the_sample_list_filters_by_type_zone_location_patient_and_day() -> Test
     let other = app
         .ok(
             "/api/samples",
-            json!({"barcode": "LIST-0002", "sample_type": "DNA", "volume_ul": 5, "temperature_zone": "-20", "patient": "MRN-7"}),
+            json!({"barcode": "LIST-0002", "sample_type": "DNA", "volume_ul": 5, "temperature_zone": "-20", "patient_ref": "MRN-7"}),
         )
         .await?;
     app.sample(other["sample_id"].as_str().ok_or("id")?, 1)
@@ -522,7 +522,7 @@ async fn the_sample_list_filters_by_type_zone_location_patient_and_day() -> Test
         ("location=BOX-2", vec!["LIST-0001"]),
         ("location=FRZ-1", vec!["LIST-0001"]),
         ("location=BOX-1", vec![]),
-        ("patient=MRN-7", vec!["LIST-0002"]),
+        ("patient_ref=MRN-7", vec!["LIST-0002"]),
         ("status=in_storage", vec!["LIST-0001"]),
         ("from=2000-01-01&to=2000-01-02", vec![]),
     ] {

@@ -740,6 +740,11 @@ impl SampleService {
         .await
     }
 
+    /// The sample as its stream has it now (not the read table).
+    pub async fn load(&self, id: Uuid) -> Result<Option<cqrs::sample::RegisteredSample>, Error> {
+        Ok(self.store.load::<Sample>(id).await?.state.registered)
+    }
+
     /// The sample with exactly this barcode, if any.
     pub async fn find_by_barcode(&self, barcode: &str) -> Result<Option<Uuid>, Error> {
         self.query("FindSampleByBarcode", async {

@@ -117,8 +117,8 @@ pub struct RegisterBody {
     /// MINUS_80, MINUS_20, PLUS_4, ROOM_TEMPERATURE or PLUS_37 (or "-80", "FRIDGE", ...).
     #[schema(required = true)]
     temperature_zone: Option<String>,
-    /// A pseudonymous patient reference.
-    patient: Option<String>,
+    /// A pseudonymous patient reference (the same name as in the sample it returns).
+    patient_ref: Option<String>,
     /// When the sample was collected (RFC 3339).
     collected_at: Option<String>,
     collected_by: Option<String>,
@@ -142,7 +142,7 @@ impl RegisterBody {
             sample_type: self.sample_type.unwrap_or_default(),
             volume_ul,
             temperature_zone: self.temperature_zone.unwrap_or_default(),
-            patient: self.patient.unwrap_or_default(),
+            patient: self.patient_ref.unwrap_or_default(),
             collected_at: self.collected_at.unwrap_or_default(),
             collected_by: self.collected_by.unwrap_or_default(),
         })
@@ -489,7 +489,7 @@ pub struct ListQuery {
     /// or freezer.
     location: Option<String>,
     /// A patient reference, exactly.
-    patient: Option<String>,
+    patient_ref: Option<String>,
     /// Registered on or after this day (YYYY-MM-DD, UTC).
     from: Option<String>,
     /// Registered on or before this day (YYYY-MM-DD, UTC).
@@ -500,7 +500,7 @@ pub struct ListQuery {
     per_page: Option<u32>,
 }
 
-/// `GET /api/samples?q=&status=&type=&zone=&location=&patient=&from=&to=&page=&per_page=`
+/// `GET /api/samples?q=&status=&type=&zone=&location=&patient_ref=&from=&to=&page=&per_page=`
 #[utoipa::path(
     get,
     path = "/api/samples",
@@ -524,7 +524,7 @@ pub async fn list(
         sample_type: text(query.sample_type),
         zone: text(query.zone),
         location: text(query.location),
-        patient: text(query.patient),
+        patient: text(query.patient_ref),
         from: text(query.from),
         to: text(query.to),
         page: query.page,

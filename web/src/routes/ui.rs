@@ -183,6 +183,10 @@ struct RegisterPage {
     input: RegisterInput,
     errors: Vec<FieldError>,
     message: Option<String>,
+    /// The tube just registered, when registering tube after tube: `(id, barcode)`.
+    registered: Option<(Uuid, String)>,
+    /// This form's id was already used for another tube (Back, edit, submit again).
+    already_used_for: Option<Uuid>,
     command_id: Uuid,
     me: Option<Me>,
     types: &'static [SampleType],
@@ -195,6 +199,8 @@ impl RegisterPage {
             input,
             errors: Vec::new(),
             message: None,
+            registered: None,
+            already_used_for: None,
             command_id,
             me: Some(me),
             types: SampleType::ALL,
@@ -218,6 +224,15 @@ pub struct NewQuery {
     barcode: String,
 }
 
+/// What the next tube keeps from the one before: its type and zone.
+fn next_tube(previous: &RegisterInput) -> RegisterInput {
+    RegisterInput {
+        sample_type: previous.sample_type.clone(),
+        temperature_zone: previous.temperature_zone.clone(),
+        ..RegisterInput::default()
+    }
+}
+
 pub async fn new_form(
     identity: Identity,
     query: Result<Query<NewQuery>, axum::extract::rejection::QueryRejection>,
@@ -238,6 +253,8 @@ pub struct RegisterForm {
     #[serde(flatten)]
     input: RegisterInput,
     command_id: String,
+    /// `next`: stay on the form for the next tube (type and zone kept).
+    then: String,
 }
 
 /// `POST /samples`: registers, then shows the new sample. Invalid input re-shows the form
@@ -254,6 +271,15 @@ pub async fn register(
         .named("RegisterSample")
         .with_fingerprint(fingerprint(&form.input));
     match state.samples.register(&form.input, &context).await {
+        Ok(outcome) if form.then == "next" => {
+            let barcode = match state.samples.load(outcome.aggregate_id).await {
+                Ok(Some(sample)) => sample.details.barcode.to_string(),
+                _ => form.input.barcode.trim().to_ascii_uppercase(),
+            };
+            let mut next = RegisterPage::new(next_tube(&form.input), identity.me(), Uuid::now_v7());
+            next.registered = Some((outcome.aggregate_id, barcode));
+            render(StatusCode::OK, &next)
+        }
         Ok(outcome) => Redirect::to(&format!(
             "/samples/{}?v={}",
             outcome.aggregate_id, outcome.last_version
@@ -270,6 +296,12 @@ pub async fn register(
                         field: "barcode",
                         message,
                     }];
+                }
+                // Back, edit, submit again: the form's id already registered a tube. Keep
+                // what was typed, under a fresh id, and say so.
+                AppError::Unprocessable(_) => {
+                    page.already_used_for = Some(lab::idempotency::created_id(command_id));
+                    page.command_id = Uuid::now_v7();
                 }
                 other => page.message = Some(other.public_message()),
             }
