@@ -56,6 +56,9 @@ pub struct Settings {
     pub snapshot_every: u64,
     /// `TRACSEQ_READ_YOUR_WRITES_MS`: how long a command waits for the read side to catch up
     pub read_your_writes_ms: u64,
+    /// `TRACSEQ_TIME_ZONE`: the lab's IANA time zone (e.g. `Europe/Berlin`; default
+    /// `UTC`). Pages show times in it and read typed times in it; storage is UTC.
+    pub time_zone: chrono_tz::Tz,
     /// `KAFKA_BROKERS`: when set, events are published to Kafka by the outbox relay and
     /// the read tables are fed by Kafka consumers; unset, projections follow the event
     /// log in-process and nothing is published.
@@ -230,6 +233,7 @@ impl Settings {
             log_format,
             snapshot_every: parse(&lookup, "TRACSEQ_SNAPSHOT_EVERY", 50)?,
             read_your_writes_ms: parse(&lookup, "TRACSEQ_READ_YOUR_WRITES_MS", 2000)?,
+            time_zone: parse(&lookup, "TRACSEQ_TIME_ZONE", chrono_tz::Tz::UTC)?,
             kafka_brokers: lookup("KAFKA_BROKERS")
                 .map(|b| b.trim().to_owned())
                 .filter(|b| !b.is_empty()),

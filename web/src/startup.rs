@@ -158,7 +158,8 @@ impl Application {
             store,
             Duration::from_millis(settings.read_your_writes_ms),
             command_metrics,
-        );
+        )
+        .with_time_zone(settings.time_zone);
         let router = routes::router(
             AppState {
                 samples,

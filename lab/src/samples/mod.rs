@@ -23,7 +23,8 @@ pub use read_model::{SampleFilter, SamplePage, SampleRow, SamplesProjection};
 use crate::error::{Error, FieldError};
 use crate::idempotency::created_id;
 use crate::metrics::CommandMetrics;
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
 use cqrs::sample::{
     Barcode, Note, PatientRef, Sample, SampleCommand, SampleDetails, SampleEvent, SampleId,
     SampleStatus, SampleType, Signature, TemperatureZone, VolumeUl,
@@ -99,14 +100,26 @@ fn required<T, E: ToString>(
     optional(raw, field, parse, errors)
 }
 
-/// Collection time: RFC 3339, or the form's `YYYY-MM-DDTHH:MM` taken as UTC; not in the future.
-fn parse_collected_at(raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+/// Collection time: RFC 3339, or the form's `YYYY-MM-DDTHH:MM` as a wall-clock time in
+/// the lab's time zone `zone`; not in the future. A wall-clock time the zone skips (the
+/// hour clocks go forward) is refused; one it repeats (the hour they go back) is taken
+/// as its first occurrence.
+fn parse_collected_at(raw: &str, now: DateTime<Utc>, zone: Tz) -> Result<DateTime<Utc>, String> {
     let raw = raw.trim();
-    let at = DateTime::parse_from_rfc3339(raw)
-        .map(|t| t.with_timezone(&Utc))
-        .or_else(|_| NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M").map(|t| t.and_utc()))
-        .or_else(|_| NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M:%S").map(|t| t.and_utc()))
-        .map_err(|_| format!("'{raw}' is not a date and time (e.g. 2026-11-22T09:30)"))?;
+    let at = match DateTime::parse_from_rfc3339(raw) {
+        Ok(t) => t.with_timezone(&Utc),
+        Err(_) => {
+            let local = NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M")
+                .or_else(|_| NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M:%S"))
+                .map_err(|_| format!("'{raw}' is not a date and time (e.g. 2026-11-22T09:30)"))?;
+            zone.from_local_datetime(&local)
+                .earliest()
+                .ok_or_else(|| {
+                    format!("{raw} does not exist in {zone}: the clocks skipped it; check the time")
+                })?
+                .with_timezone(&Utc)
+        }
+    };
     if at > now + chrono::Duration::minutes(5) {
         return Err("collection time is in the future".into());
     }
@@ -114,9 +127,14 @@ fn parse_collected_at(raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, St
 }
 
 impl RegisterInput {
-    /// Parses every field, collecting all problems at once so the form can show each
-    /// beside its field.
+    /// Parses every field, typed times as UTC.
     pub fn parse(&self, now: DateTime<Utc>) -> Result<Registration, Vec<FieldError>> {
+        self.parse_in(now, Tz::UTC)
+    }
+
+    /// Parses every field, collecting all problems at once so the form can show each
+    /// beside its field; a typed time without an offset is a wall-clock time in `zone`.
+    pub fn parse_in(&self, now: DateTime<Utc>, zone: Tz) -> Result<Registration, Vec<FieldError>> {
         let mut errors = Vec::new();
         let barcode = optional(&self.barcode, "barcode", Barcode::parse, &mut errors);
         let sample_type = required(
@@ -144,7 +162,7 @@ impl RegisterInput {
         let collected_at = optional(
             &self.collected_at,
             "collected_at",
-            |r| parse_collected_at(r, now),
+            |r| parse_collected_at(r, now, zone),
             &mut errors,
         );
         let collected_by = optional(&self.collected_by, "collected_by", Note::parse, &mut errors);
@@ -530,6 +548,7 @@ pub struct SampleService {
     read_progress: ReadProgress,
     read_your_writes: Duration,
     metrics: CommandMetrics,
+    time_zone: Tz,
 }
 
 impl SampleService {
@@ -540,7 +559,18 @@ impl SampleService {
             read_progress,
             read_your_writes,
             metrics,
+            time_zone: Tz::UTC,
         }
+    }
+
+    /// Typed times without an offset are wall-clock times in `zone` (the lab's).
+    pub fn with_time_zone(mut self, zone: Tz) -> Self {
+        self.time_zone = zone;
+        self
+    }
+
+    pub fn time_zone(&self) -> Tz {
+        self.time_zone
     }
 
     pub fn pool(&self) -> &sqlx::PgPool {
@@ -565,7 +595,9 @@ impl SampleService {
         context: &CommandContext,
     ) -> Result<CommandOutcome, Error> {
         let now = Utc::now();
-        let registration = input.parse(now).map_err(Error::Invalid)?;
+        let registration = input
+            .parse_in(now, self.time_zone)
+            .map_err(Error::Invalid)?;
         let barcode = match registration.barcode {
             Some(barcode) => barcode,
             None => {

@@ -76,6 +76,8 @@ pub enum Access {
 pub struct Identity {
     pub principal: Principal,
     pub csrf_token: Option<String>,
+    /// The lab's time zone, in which pages show times.
+    pub time_zone: chrono_tz::Tz,
 }
 
 impl Identity {
@@ -85,6 +87,7 @@ impl Identity {
             name: self.principal.name.clone(),
             role: self.principal.role,
             csrf_token: self.csrf_token.clone().unwrap_or_default(),
+            time_zone: self.time_zone,
         }
     }
 }
@@ -95,6 +98,7 @@ pub struct Me {
     pub name: String,
     pub role: Role,
     pub csrf_token: String,
+    pub time_zone: chrono_tz::Tz,
 }
 
 impl Me {
@@ -113,6 +117,44 @@ impl Me {
     pub fn role_label(&self) -> &'static str {
         self.role.label()
     }
+}
+
+/// Whatever a page knows the lab's time zone from: its `me`, logged in or not.
+pub trait LabZone {
+    fn lab_zone(&self) -> chrono_tz::Tz;
+}
+
+impl LabZone for Me {
+    fn lab_zone(&self) -> chrono_tz::Tz {
+        self.time_zone
+    }
+}
+
+impl LabZone for Option<Me> {
+    fn lab_zone(&self) -> chrono_tz::Tz {
+        self.as_ref().map_or(chrono_tz::Tz::UTC, |m| m.time_zone)
+    }
+}
+
+impl<T: LabZone + ?Sized> LabZone for &T {
+    fn lab_zone(&self) -> chrono_tz::Tz {
+        (**self).lab_zone()
+    }
+}
+
+/// `at` as the lab reads it: a wall-clock time in the lab's time zone, with the zone's
+/// abbreviation (`2026-11-23 11:00 CET`); UTC when no one is logged in.
+pub fn lab_time(me: &impl LabZone, at: &chrono::DateTime<chrono::Utc>) -> String {
+    at.with_timezone(&me.lab_zone())
+        .format("%Y-%m-%d %H:%M %Z")
+        .to_string()
+}
+
+/// Like [`lab_time`], to the second.
+pub fn lab_time_s(me: &impl LabZone, at: &chrono::DateTime<chrono::Utc>) -> String {
+    at.with_timezone(&me.lab_zone())
+        .format("%Y-%m-%d %H:%M:%S %Z")
+        .to_string()
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Identity {
@@ -176,6 +218,7 @@ async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Option<Identi
             Some(principal) => Ok(Some(Identity {
                 principal,
                 csrf_token: None,
+                time_zone: state.samples.time_zone(),
             })),
             None => Err(AppError::Unauthenticated(
                 "the API token is not valid: it is unknown or has been revoked (send 'Authorization: Bearer <token>')".into(),
@@ -192,6 +235,7 @@ async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Option<Identi
         .map(|session| Identity {
             principal: session.principal,
             csrf_token: Some(session.csrf_token),
+            time_zone: state.samples.time_zone(),
         }))
 }
 
