@@ -45,8 +45,7 @@ pub enum ReadSide {
     /// Projections are Kafka consumers, fed through the outbox relay.
     Kafka {
         pipeline: Arc<Pipeline>,
-        dead_letters: Arc<DeadLetters<SamplesProjection>>,
-        storage_dead_letters: Arc<DeadLetters<StorageProjection>>,
+        dead_letters: Arc<AllDeadLetters>,
     },
 }
 
@@ -58,11 +57,52 @@ impl ReadSide {
         }
     }
 
-    pub fn dead_letters(&self) -> Option<&DeadLetters<SamplesProjection>> {
+    pub fn dead_letters(&self) -> Option<&AllDeadLetters> {
         match self {
             Self::Kafka { dead_letters, .. } => Some(dead_letters),
             Self::InProcess(_) => None,
         }
+    }
+}
+
+/// The dead letters of every consumer, as one list for operators. Ids are unique
+/// across consumers (one table), so an id names one consumer's letter.
+pub struct AllDeadLetters {
+    pub samples: DeadLetters<SamplesProjection>,
+    pub storage: DeadLetters<StorageProjection>,
+}
+
+impl AllDeadLetters {
+    /// Newest first over every consumer.
+    pub async fn list(
+        &self,
+        event_type: Option<&str>,
+        status: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<kafka::consumer::DeadLetter>, sqlx::Error> {
+        let mut all = self.samples.list(event_type, status, limit).await?;
+        all.extend(self.storage.list(event_type, status, limit).await?);
+        all.sort_by(|a, b| b.id.cmp(&a.id));
+        all.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(all)
+    }
+
+    /// Applies dead letter `id` again, whichever consumer it belongs to.
+    pub async fn reprocess(
+        &self,
+        id: i64,
+    ) -> Result<Option<kafka::consumer::Reprocessed>, sqlx::Error> {
+        match self.samples.reprocess(id).await? {
+            Some(done) => Ok(Some(done)),
+            None => self.storage.reprocess(id).await,
+        }
+    }
+
+    /// Every pending dead letter, each consumer's oldest first.
+    pub async fn reprocess_all(&self) -> Result<Vec<kafka::consumer::Reprocessed>, sqlx::Error> {
+        let mut all = self.samples.reprocess_all().await?;
+        all.extend(self.storage.reprocess_all().await?);
+        Ok(all)
     }
 }
 
@@ -134,8 +174,10 @@ impl Application {
                 tracing::info!(%brokers, registry = %settings.schema_registry_url, "events flow through Kafka");
                 ReadSide::Kafka {
                     pipeline: Arc::new(pipeline),
-                    dead_letters: Arc::new(dead_letters),
-                    storage_dead_letters: Arc::new(storage_dead_letters),
+                    dead_letters: Arc::new(AllDeadLetters {
+                        samples: dead_letters,
+                        storage: storage_dead_letters,
+                    }),
                 }
             }
             None => {

@@ -11,8 +11,7 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use kafka::consumer::{DeadLetter, DeadLetters, Reprocessed};
-use lab::samples::SamplesProjection;
+use kafka::consumer::{DeadLetter, Reprocessed};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -35,7 +34,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-fn dead_letters(state: &AppState) -> Result<&DeadLetters<SamplesProjection>, AppError> {
+fn dead_letters(state: &AppState) -> Result<&crate::startup::AllDeadLetters, AppError> {
     state.read_side.dead_letters().ok_or_else(|| {
         AppError::NotFound(
             "dead letters exist only when events flow through Kafka (KAFKA_BROKERS)".into(),
