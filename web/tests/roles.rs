@@ -26,6 +26,8 @@ struct Fixture {
     sample: String,
     user: String,
     token: String,
+    /// A freezer, for the storage routes.
+    unit: String,
 }
 
 /// The concrete request this test sends to `rule`: its path with real ids, and a body
@@ -39,10 +41,12 @@ fn request_for(rule: &RouteRule, f: &Fixture) -> Option<(String, Body)> {
                 p if p.starts_with("/admin/users") => &f.user,
                 p if p.contains("tokens") => &f.token,
                 p if p.contains("dead-letters") => "1",
+                p if p.starts_with("/api/storage/units/") || p.starts_with("/storage/") => &f.unit,
                 _ => &f.sample,
             },
         )
         .replace("{position}", "1")
+        .replace("{excursion_id}", "00000000-0000-0000-0000-000000000001")
         .replace("{*file}", "index.html");
     let form = |fields: &[(&'static str, &str)]| {
         Body::Form(fields.iter().map(|(k, v)| (*k, (*v).to_owned())).collect())
@@ -73,6 +77,38 @@ fn request_for(rule: &RouteRule, f: &Fixture) -> Option<(String, Body)> {
         ("POST", "/api/samples/{id}/validate") => Body::Json(json!({ "meaning": "approved" })),
         ("POST", "/api/samples/{id}/reject") => {
             Body::Json(json!({ "reason": "haemolysed", "meaning": "approved" }))
+        }
+        ("POST", "/api/samples/{id}/store" | "/api/samples/{id}/move") => {
+            Body::Json(json!({ "box": "ROLE-BOX A1" }))
+        }
+        (
+            "POST",
+            "/api/samples/{id}/remove" | "/api/samples/{id}/check-out" | "/api/samples/{id}/return",
+        ) => Body::Json(json!({ "notes": "n", "holder": "target.user" })),
+        ("POST", "/api/samples/{id}/aliquot") => {
+            Body::Json(json!({ "aliquots": [{ "volume_ul": "1" }] }))
+        }
+        ("POST", "/api/samples/{id}/dispose") => {
+            Body::Json(json!({ "reason": "spilled", "meaning": "performed" }))
+        }
+        ("POST", "/api/samples/{id}/correct-qc") => {
+            Body::Json(json!({ "passed": false, "reason": "misread", "meaning": "approved" }))
+        }
+        ("POST", "/api/storage/units") => Body::Json(json!({
+            "kind": "freezer", "code": "ROLE-NEW", "temperature_zone": "-20", "slots": "2"
+        })),
+        ("POST", "/api/storage/units/{id}/rename") => Body::Json(json!({ "name": "Renamed" })),
+        ("POST", "/api/storage/units/{id}/move") => {
+            Body::Json(json!({ "parent": "ROLE-FRZ", "slot": "2" }))
+        }
+        ("POST", "/api/storage/units/{id}/decommission") => {
+            Body::Json(json!({ "reason": "retired" }))
+        }
+        ("POST", "/api/storage/units/{id}/temperature") => {
+            Body::Json(json!({ "celsius": "-80.5" }))
+        }
+        ("POST", "/api/storage/units/{id}/excursions/{excursion_id}/resolve") => {
+            Body::Json(json!({ "note": "checked" }))
         }
         ("POST", "/dead-letters/reprocess" | "/dead-letters/{id}/reprocess") => form(&[]),
         (
@@ -186,6 +222,14 @@ async fn every_role_against_every_route() -> TestResult {
         .send()
         .await?;
     let sample: serde_json::Value = registered.json().await?;
+    let freezer: serde_json::Value = app
+        .client
+        .post(app.url("/api/storage/units"))
+        .json(&json!({ "kind": "freezer", "code": "ROLE-FRZ", "temperature_zone": "-80", "slots": "4" }))
+        .send()
+        .await?
+        .json()
+        .await?;
     let target = app.user("target.user", Role::Technician).await?;
     let target_token = app
         .accounts
@@ -198,6 +242,7 @@ async fn every_role_against_every_route() -> TestResult {
             .to_owned(),
         user: target.id.to_string(),
         token: target_token.token.id.to_string(),
+        unit: freezer["unit_id"].as_str().ok_or("no unit id")?.to_owned(),
     };
 
     let anonymous = reqwest::Client::builder()

@@ -309,6 +309,19 @@ impl SampleStatus {
         }
     }
 
+    /// What a sample in this status is, as a sentence says it: "the sample is …".
+    pub const fn phrase(self) -> &'static str {
+        match self {
+            Self::Registered => "registered (not yet received)",
+            Self::Received => "received (QC pending)",
+            Self::Validated => "validated (QC passed)",
+            Self::Rejected => "rejected (QC failed)",
+            Self::InStorage => "in storage",
+            Self::CheckedOut => "checked out",
+            Self::Disposed => "disposed",
+        }
+    }
+
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
         let wanted = raw.trim().replace([' ', '-'], "_");
         Self::ALL
@@ -338,21 +351,21 @@ pub enum SampleRejection {
     AlreadyRegistered(SampleId),
     #[error("no such sample: it has not been registered")]
     NotRegistered,
-    #[error("the sample is {}; only a registered sample can be received", .0.label())]
+    #[error("the sample is {}; only a registered sample can be received", .0.phrase())]
     CannotReceive(SampleStatus),
-    #[error("the sample is {}; only a received sample can be validated", .0.label())]
+    #[error("the sample is {}; only a received sample can be validated", .0.phrase())]
     CannotValidate(SampleStatus),
-    #[error("the sample is {}; only a registered or received sample can be rejected", .0.label())]
+    #[error("the sample is {}; only a registered or received sample can be rejected", .0.phrase())]
     CannotReject(SampleStatus),
-    #[error("the sample is {}; only a QC decision on a sample out of storage (QC passed or failed) can be corrected", .0.label())]
+    #[error("the sample is {}; only a QC decision on a sample out of storage (QC passed or failed) can be corrected", .0.phrase())]
     CannotCorrect(SampleStatus),
     #[error("the sample already has this QC decision; a correction must change it")]
     CorrectionChangesNothing,
     #[error("the sample was never received; its QC cannot be corrected to passed")]
     NeverReceived,
-    #[error("the sample is {}; only a sample that passed QC and is not in storage can be stored", .0.label())]
+    #[error("the sample is {}; only a sample that passed QC and is not in storage can be stored", .0.phrase())]
     CannotStore(SampleStatus),
-    #[error("the sample is {}; only a stored sample can be moved or removed from storage", .0.label())]
+    #[error("the sample is {}; only a stored sample can be moved or removed from storage", .0.phrase())]
     NotInStorage(SampleStatus),
     #[error("the sample must be kept at {sample_zone}; box {box_code} is {box_zone}")]
     WrongZone {
@@ -370,11 +383,11 @@ pub enum SampleRejection {
     BoxDecommissioned(UnitCode),
     #[error("the sample is already at {box_code} {position}")]
     AlreadyThere { box_code: UnitCode, position: Position },
-    #[error("the sample is {}; only a sample that passed QC (stored or not) can be checked out", .0.label())]
+    #[error("the sample is {}; only a sample that passed QC (stored or not) can be checked out", .0.phrase())]
     CannotCheckOut(SampleStatus),
-    #[error("the sample is {}; only a checked-out sample can be returned", .0.label())]
+    #[error("the sample is {}; only a checked-out sample can be returned", .0.phrase())]
     NotCheckedOut(SampleStatus),
-    #[error("the sample is {}; only a sample that passed QC (stored or not) can be aliquoted", .0.label())]
+    #[error("the sample is {}; only a sample that passed QC (stored or not) can be aliquoted", .0.phrase())]
     CannotAliquot(SampleStatus),
     #[error("an aliquot command takes 1 to {max} aliquots, not {0}", max = MAX_ALIQUOTS)]
     AliquotCount(usize),
