@@ -472,3 +472,488 @@ fn a_signature_reads_as_who_why_and_when() {
         "kept to the microsecond, as Avro keeps it"
     );
 }
+
+// ---- storage, custody, aliquots, disposal, QC corrections ----
+
+use crate::storage::{BoxFacts, Grid, Position, UnitCode, UnitId, position_claim};
+
+fn box_id() -> UnitId {
+    UnitId::from_uuid(uuid::Uuid::from_u128(0xb0c5))
+}
+
+fn other_box_id() -> UnitId {
+    UnitId::from_uuid(uuid::Uuid::from_u128(0xb0c6))
+}
+
+fn box_facts(id: UnitId, zone: TemperatureZone) -> BoxFacts {
+    BoxFacts {
+        id,
+        code: UnitCode::parse(if id == box_id() { "BOX-1" } else { "BOX-2" }).expect("code"),
+        zone,
+        grid: Grid::parse("9x9").expect("grid"),
+        decommissioned: false,
+    }
+}
+
+fn pos(p: &str) -> Position {
+    Position::parse(p).expect("position")
+}
+
+fn validated() -> Vec<SampleEvent> {
+    vec![
+        registered(),
+        SampleEvent::SampleReceived { notes: None },
+        SampleEvent::SampleValidated {
+            notes: None,
+            signature: Some(signature()),
+        },
+    ]
+}
+
+fn stored_event() -> SampleEvent {
+    SampleEvent::SampleStored {
+        box_id: box_id(),
+        box_code: UnitCode::parse("BOX-1").expect("code"),
+        position: pos("A1"),
+    }
+}
+
+fn stored() -> Vec<SampleEvent> {
+    let mut events = validated();
+    events.push(stored_event());
+    events
+}
+
+fn holder() -> uuid::Uuid {
+    uuid::Uuid::from_u128(0x401d)
+}
+
+fn checked_out() -> Vec<SampleEvent> {
+    let mut events = stored();
+    events.push(SampleEvent::SampleCheckedOut {
+        holder_id: holder(),
+        holder: note("Ben Okafor"),
+        notes: None,
+        from_box_id: Some(box_id()),
+        from_position: Some(pos("A1")),
+    });
+    events
+}
+
+fn store(target: BoxFacts, position: &str) -> SampleCommand {
+    SampleCommand::Store {
+        target,
+        position: pos(position),
+    }
+}
+
+#[test]
+fn a_validated_sample_is_stored_and_claims_its_position() {
+    let state = given::<Sample>(validated())
+        .when(store(box_facts(box_id(), TemperatureZone::Minus80), "A1"))
+        .then_expect(vec![stored_event()]);
+    assert_eq!(state.status(), Some(SampleStatus::InStorage));
+    assert_eq!(
+        Sample::unique_values(&stored_event()),
+        vec![position_claim(box_id(), pos("A1"))]
+    );
+}
+
+#[test]
+fn only_a_validated_sample_out_of_storage_is_stored() {
+    given::<Sample>(vec![registered()])
+        .when(store(box_facts(box_id(), TemperatureZone::Minus80), "A1"))
+        .then_reject(SampleRejection::CannotStore(SampleStatus::Registered));
+    given::<Sample>(stored())
+        .when(store(box_facts(box_id(), TemperatureZone::Minus80), "B1"))
+        .then_reject(SampleRejection::CannotStore(SampleStatus::InStorage));
+    given::<Sample>(vec![])
+        .when(store(box_facts(box_id(), TemperatureZone::Minus80), "A1"))
+        .then_reject(SampleRejection::NotRegistered);
+}
+
+#[test]
+fn a_sample_goes_only_into_a_box_of_its_zone_a_real_position_and_a_box_in_service() {
+    given::<Sample>(validated())
+        .when(store(box_facts(box_id(), TemperatureZone::Minus20), "A1"))
+        .then_reject(SampleRejection::WrongZone {
+            sample_zone: TemperatureZone::Minus80,
+            box_code: UnitCode::parse("BOX-1").expect("code"),
+            box_zone: TemperatureZone::Minus20,
+        });
+    given::<Sample>(validated())
+        .when(store(box_facts(box_id(), TemperatureZone::Minus80), "J1"))
+        .then_reject(SampleRejection::NoSuchPosition {
+            box_code: UnitCode::parse("BOX-1").expect("code"),
+            grid: Grid::parse("9x9").expect("grid"),
+            position: pos("J1"),
+        });
+    let sealed = BoxFacts {
+        decommissioned: true,
+        ..box_facts(box_id(), TemperatureZone::Minus80)
+    };
+    given::<Sample>(validated())
+        .when(store(sealed, "A1"))
+        .then_reject(SampleRejection::BoxDecommissioned(
+            UnitCode::parse("BOX-1").expect("code"),
+        ));
+}
+
+#[test]
+fn a_move_frees_the_old_position_in_the_same_event_that_takes_the_new() {
+    let moved = SampleEvent::SampleMoved {
+        from_box_id: box_id(),
+        from_position: pos("A1"),
+        box_id: other_box_id(),
+        box_code: UnitCode::parse("BOX-2").expect("code"),
+        position: pos("C3"),
+    };
+    let state = given::<Sample>(stored())
+        .when(SampleCommand::Move {
+            target: box_facts(other_box_id(), TemperatureZone::Minus80),
+            position: pos("C3"),
+        })
+        .then_expect(vec![moved.clone()]);
+    assert_eq!(
+        state.registered.and_then(|s| s.location),
+        Some((other_box_id(), pos("C3")))
+    );
+    assert_eq!(
+        Sample::unique_values(&moved),
+        vec![position_claim(other_box_id(), pos("C3"))]
+    );
+    assert_eq!(
+        Sample::released_values(&moved),
+        vec![position_claim(box_id(), pos("A1"))]
+    );
+}
+
+#[test]
+fn only_a_stored_sample_moves_and_never_onto_itself() {
+    given::<Sample>(validated())
+        .when(SampleCommand::Move {
+            target: box_facts(box_id(), TemperatureZone::Minus80),
+            position: pos("A2"),
+        })
+        .then_reject(SampleRejection::NotInStorage(SampleStatus::Validated));
+    given::<Sample>(stored())
+        .when(SampleCommand::Move {
+            target: box_facts(box_id(), TemperatureZone::Minus80),
+            position: pos("A1"),
+        })
+        .then_reject(SampleRejection::AlreadyThere {
+            box_code: UnitCode::parse("BOX-1").expect("code"),
+            position: pos("A1"),
+        });
+}
+
+#[test]
+fn removing_from_storage_frees_the_position() {
+    let removed = SampleEvent::SampleRemovedFromStorage {
+        box_id: box_id(),
+        position: pos("A1"),
+        notes: None,
+    };
+    let state = given::<Sample>(stored())
+        .when(SampleCommand::RemoveFromStorage { notes: None })
+        .then_expect(vec![removed.clone()]);
+    assert_eq!(state.status(), Some(SampleStatus::Validated));
+    assert_eq!(
+        Sample::released_values(&removed),
+        vec![position_claim(box_id(), pos("A1"))]
+    );
+    given::<Sample>(validated())
+        .when(SampleCommand::RemoveFromStorage { notes: None })
+        .then_reject(SampleRejection::NotInStorage(SampleStatus::Validated));
+}
+
+#[test]
+fn checking_out_a_stored_sample_frees_its_position_and_records_the_holder() {
+    let state = given::<Sample>(stored())
+        .when(SampleCommand::CheckOut {
+            holder_id: holder(),
+            holder: note("Ben Okafor"),
+            notes: None,
+        })
+        .then_expect(vec![checked_out()[4].clone()]);
+    let sample = state.registered.expect("sample");
+    assert_eq!(sample.status, SampleStatus::CheckedOut);
+    assert_eq!(sample.location, None);
+    assert_eq!(sample.holder, Some((holder(), note("Ben Okafor"))));
+    assert_eq!(
+        Sample::released_values(&checked_out()[4]),
+        vec![position_claim(box_id(), pos("A1"))]
+    );
+    // From the bench (not stored): nothing to free.
+    let from_bench = SampleEvent::SampleCheckedOut {
+        holder_id: holder(),
+        holder: note("Ben Okafor"),
+        notes: None,
+        from_box_id: None,
+        from_position: None,
+    };
+    given::<Sample>(validated())
+        .when(SampleCommand::CheckOut {
+            holder_id: holder(),
+            holder: note("Ben Okafor"),
+            notes: None,
+        })
+        .then_expect(vec![from_bench.clone()]);
+    assert!(Sample::released_values(&from_bench).is_empty());
+}
+
+#[test]
+fn only_a_sample_that_passed_qc_is_checked_out_and_only_a_checked_out_one_returned() {
+    given::<Sample>(vec![registered()])
+        .when(SampleCommand::CheckOut {
+            holder_id: holder(),
+            holder: note("Ben"),
+            notes: None,
+        })
+        .then_reject(SampleRejection::CannotCheckOut(SampleStatus::Registered));
+    given::<Sample>(validated())
+        .when(SampleCommand::Return { notes: None })
+        .then_reject(SampleRejection::NotCheckedOut(SampleStatus::Validated));
+    let state = given::<Sample>(checked_out())
+        .when(SampleCommand::Return { notes: None })
+        .then_expect(vec![SampleEvent::SampleReturned {
+            holder_id: holder(),
+            holder: note("Ben Okafor"),
+            notes: None,
+        }]);
+    let sample = state.registered.expect("sample");
+    assert_eq!(sample.status, SampleStatus::Validated);
+    assert_eq!(sample.holder, None);
+}
+
+fn aliquot(n: u128, barcode: &str, volume: &str) -> NewAliquot {
+    NewAliquot {
+        sample_id: SampleId::from_uuid(uuid::Uuid::from_u128(n)),
+        barcode: Barcode::parse(barcode).expect("barcode"),
+        volume_ul: VolumeUl::parse(volume).expect("volume"),
+    }
+}
+
+fn child(a: &NewAliquot) -> SampleEvent {
+    SampleEvent::AliquotCreated {
+        sample_id: a.sample_id,
+        parent_id: id(),
+        parent_barcode: details().barcode,
+        barcode: a.barcode.clone(),
+        sample_type: SampleType::Plasma,
+        volume_ul: a.volume_ul,
+        temperature_zone: TemperatureZone::Minus80,
+        patient_ref: details().patient,
+    }
+}
+
+#[test]
+fn aliquots_take_their_volume_from_a_stored_parent_which_stays_put() {
+    let taken = vec![aliquot(1, "ALQ-1", "100"), aliquot(2, "ALQ-2", "50.5")];
+    let state = given::<Sample>(stored())
+        .when(SampleCommand::Aliquot {
+            aliquots: taken.clone(),
+        })
+        .then_expect(vec![
+            SampleEvent::SampleAliquoted {
+                aliquots: taken.clone(),
+                remaining_volume_ul: Volume::parse("99.5").expect("volume"),
+            },
+            child(&taken[0]),
+            child(&taken[1]),
+        ]);
+    let parent = state.registered.expect("parent");
+    assert_eq!(parent.volume_left, Volume::parse("99.5").expect("volume"));
+    assert_eq!(
+        parent.location,
+        Some((box_id(), pos("A1"))),
+        "the parent stays in its position"
+    );
+    assert_eq!(parent.status, SampleStatus::InStorage);
+    // The children's first events go to their own streams, and claim their barcodes.
+    assert_eq!(
+        Sample::belongs_to(&child(&taken[0])),
+        Some(uuid::Uuid::from_u128(1))
+    );
+    assert_eq!(Sample::belongs_to(&stored_event()), None);
+    assert_eq!(
+        Sample::unique_values(&child(&taken[1])),
+        vec![("barcode", "ALQ-2".to_owned())]
+    );
+    // A child starts validated, with its parent.
+    let child_state = Sample::default().fold([child(&taken[0])].iter());
+    let c = child_state.registered.expect("child");
+    assert_eq!(c.status, SampleStatus::Validated);
+    assert_eq!(c.parent, Some(id()));
+    assert_eq!(c.volume_left, Volume::parse("100").expect("volume"));
+}
+
+#[test]
+fn the_whole_volume_may_be_taken_but_not_a_nanolitre_more() {
+    let all = given::<Sample>(validated())
+        .when(SampleCommand::Aliquot {
+            aliquots: vec![aliquot(1, "ALQ-1", "200"), aliquot(2, "ALQ-2", "50")],
+        })
+        .then_expect(vec![
+            SampleEvent::SampleAliquoted {
+                aliquots: vec![aliquot(1, "ALQ-1", "200"), aliquot(2, "ALQ-2", "50")],
+                remaining_volume_ul: Volume::default(),
+            },
+            child(&aliquot(1, "ALQ-1", "200")),
+            child(&aliquot(2, "ALQ-2", "50")),
+        ]);
+    assert_eq!(all.registered.map(|s| s.volume_left.nanolitres()), Some(0));
+    given::<Sample>(validated())
+        .when(SampleCommand::Aliquot {
+            aliquots: vec![aliquot(1, "ALQ-1", "250.001")],
+        })
+        .then_reject(SampleRejection::NotEnoughVolume {
+            wanted: Volume::parse("250.001").expect("volume"),
+            available: Volume::parse("250").expect("volume"),
+        });
+}
+
+#[test]
+fn a_second_aliquot_command_sees_what_the_first_left() {
+    let mut history = validated();
+    history.push(SampleEvent::SampleAliquoted {
+        aliquots: vec![aliquot(1, "ALQ-1", "200")],
+        remaining_volume_ul: Volume::parse("50").expect("volume"),
+    });
+    given::<Sample>(history)
+        .when(SampleCommand::Aliquot {
+            aliquots: vec![aliquot(2, "ALQ-2", "60")],
+        })
+        .then_reject(SampleRejection::NotEnoughVolume {
+            wanted: Volume::parse("60").expect("volume"),
+            available: Volume::parse("50").expect("volume"),
+        });
+}
+
+#[test]
+fn aliquot_commands_are_refused_when_the_input_or_status_is_wrong() {
+    given::<Sample>(vec![registered()])
+        .when(SampleCommand::Aliquot {
+            aliquots: vec![aliquot(1, "ALQ-1", "1")],
+        })
+        .then_reject(SampleRejection::CannotAliquot(SampleStatus::Registered));
+    given::<Sample>(validated())
+        .when(SampleCommand::Aliquot { aliquots: vec![] })
+        .then_reject(SampleRejection::AliquotCount(0));
+    let too_many: Vec<NewAliquot> = (0..=MAX_ALIQUOTS as u128)
+        .map(|i| aliquot(i + 1, &format!("ALQ-{i}"), "0.001"))
+        .collect();
+    given::<Sample>(validated())
+        .when(SampleCommand::Aliquot { aliquots: too_many })
+        .then_reject(SampleRejection::AliquotCount(MAX_ALIQUOTS + 1));
+    given::<Sample>(validated())
+        .when(SampleCommand::Aliquot {
+            aliquots: vec![aliquot(1, "ALQ-1", "1"), aliquot(2, "ALQ-1", "1")],
+        })
+        .then_reject(SampleRejection::DuplicateAliquotBarcode(
+            Barcode::parse("ALQ-1").expect("barcode"),
+        ));
+    given::<Sample>(validated())
+        .when(SampleCommand::Aliquot {
+            aliquots: vec![aliquot(1, "LAB-TEST-0001", "1")],
+        })
+        .then_reject(SampleRejection::DuplicateAliquotBarcode(details().barcode));
+}
+
+#[test]
+fn disposing_of_a_stored_sample_frees_its_position_and_is_signed() {
+    let disposed = SampleEvent::SampleDisposed {
+        reason: note("thawed"),
+        from_box_id: Some(box_id()),
+        from_position: Some(pos("A1")),
+        signature: Some(signature()),
+    };
+    let state = given::<Sample>(stored())
+        .when(SampleCommand::Dispose {
+            reason: note("thawed"),
+            signature: signature(),
+        })
+        .then_expect(vec![disposed.clone()]);
+    assert_eq!(state.status(), Some(SampleStatus::Disposed));
+    assert_eq!(
+        Sample::released_values(&disposed),
+        vec![position_claim(box_id(), pos("A1"))]
+    );
+    let mut history = stored();
+    history.push(disposed);
+    given::<Sample>(history)
+        .when(SampleCommand::Dispose {
+            reason: note("again"),
+            signature: signature(),
+        })
+        .then_reject(SampleRejection::AlreadyDisposed);
+    given::<Sample>(checked_out())
+        .when(SampleCommand::Dispose {
+            reason: note("x"),
+            signature: signature(),
+        })
+        .then_reject(SampleRejection::DisposeCheckedOut("Ben Okafor".into()));
+}
+
+#[test]
+fn a_mistaken_qc_decision_is_corrected_by_a_signed_event() {
+    let failed = SampleEvent::SampleQcCorrected {
+        passed: false,
+        reason: note("wrong tube read"),
+        signature: Some(signature()),
+    };
+    let state = given::<Sample>(validated())
+        .when(SampleCommand::CorrectQc {
+            passed: false,
+            reason: note("wrong tube read"),
+            signature: signature(),
+        })
+        .then_expect(vec![failed.clone()]);
+    assert_eq!(state.status(), Some(SampleStatus::Rejected));
+    let mut history = validated();
+    history.push(failed);
+    let state = given::<Sample>(history)
+        .when(SampleCommand::CorrectQc {
+            passed: true,
+            reason: note("re-read: fine"),
+            signature: signature(),
+        })
+        .then_expect(vec![SampleEvent::SampleQcCorrected {
+            passed: true,
+            reason: note("re-read: fine"),
+            signature: Some(signature()),
+        }]);
+    assert_eq!(state.status(), Some(SampleStatus::Validated));
+}
+
+#[test]
+fn a_qc_correction_must_change_something_on_a_sample_out_of_storage_that_was_received() {
+    given::<Sample>(validated())
+        .when(SampleCommand::CorrectQc {
+            passed: true,
+            reason: note("x"),
+            signature: signature(),
+        })
+        .then_reject(SampleRejection::CorrectionChangesNothing);
+    given::<Sample>(stored())
+        .when(SampleCommand::CorrectQc {
+            passed: false,
+            reason: note("x"),
+            signature: signature(),
+        })
+        .then_reject(SampleRejection::CannotCorrect(SampleStatus::InStorage));
+    let refused_at_reception = vec![
+        registered(),
+        SampleEvent::SampleRejected {
+            reason: note("leaked"),
+            signature: Some(signature()),
+        },
+    ];
+    given::<Sample>(refused_at_reception)
+        .when(SampleCommand::CorrectQc {
+            passed: true,
+            reason: note("x"),
+            signature: signature(),
+        })
+        .then_reject(SampleRejection::NeverReceived);
+}
