@@ -272,7 +272,7 @@ impl EventStore {
     async fn append_with_children<A: Aggregate>(
         &self,
         request: AppendRequest,
-        children: Vec<(Uuid, Vec<A::Event>)>,
+        children: Children<A>,
         context: &CommandContext,
     ) -> Result<crate::append::Appended, StoreError> {
         let mut requests = vec![request];
@@ -347,9 +347,12 @@ impl EventStore {
     }
 }
 
+/// The new aggregates of a decision, each with its first events.
+type Children<A> = Vec<(Uuid, Vec<<A as Aggregate>::Event>)>;
+
 /// A decision's events split into the deciding aggregate's own and those of the
 /// aggregates it creates, grouped per new aggregate in decision order.
-fn split_decision<A: Aggregate>(events: Vec<A::Event>) -> (Vec<A::Event>, Vec<(Uuid, Vec<A::Event>)>) {
+fn split_decision<A: Aggregate>(events: Vec<A::Event>) -> (Vec<A::Event>, Children<A>) {
     let mut own = Vec::with_capacity(events.len());
     let mut children: Vec<(Uuid, Vec<A::Event>)> = Vec::new();
     for event in events {

@@ -110,7 +110,9 @@ pub async fn registry_with_token(pool: sqlx::PgPool, token: &str) -> Result<Stri
 /// The catalogue of the platform's own aggregates.
 pub fn sample_catalog() -> Result<std::sync::Arc<crate::avro::EventCatalog>, BoxError> {
     Ok(std::sync::Arc::new(
-        crate::avro::EventCatalog::new().with::<Sample>()?,
+        crate::avro::EventCatalog::new()
+            .with::<Sample>()?
+            .with::<cqrs::storage::StorageUnit>()?,
     ))
 }
 

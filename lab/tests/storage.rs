@@ -506,10 +506,22 @@ async fn a_box_as_of_before_and_after_a_move_shows_the_right_occupant() -> TestR
     let boxes = lab.boxes("TIME", 2, "9x9").await?;
     let sample = lab.validated_sample().await?;
     lab.samples
-        .store_sample(sample, "TIME-B0", "A1", ExpectedVersion::Any, &lab.context())
+        .store_sample(
+            sample,
+            "TIME-B0",
+            "A1",
+            ExpectedVersion::Any,
+            &lab.context(),
+        )
         .await?;
     lab.samples
-        .move_sample(sample, "TIME-B1", "C2", ExpectedVersion::Any, &lab.context())
+        .move_sample(
+            sample,
+            "TIME-B1",
+            "C2",
+            ExpectedVersion::Any,
+            &lab.context(),
+        )
         .await?;
     // The instants the events were recorded at, as the log has them.
     let at = |event_type: &'static str| {
@@ -530,19 +542,39 @@ async fn a_box_as_of_before_and_after_a_move_shows_the_right_occupant() -> TestR
     let occupants = |b: Uuid, t| {
         let store = lab.store.clone();
         async move {
-            lab::history::unit_as_of(&store, b, t)
-                .await
-                .map(|u| u.occupants.into_iter().map(|o| (o.position, o.sample_id)).collect::<Vec<_>>())
+            lab::history::unit_as_of(&store, b, t).await.map(|u| {
+                u.occupants
+                    .into_iter()
+                    .map(|o| (o.position, o.sample_id))
+                    .collect::<Vec<_>>()
+            })
         }
     };
-    assert_eq!(occupants(boxes[0], just_before).await?, vec![], "empty before the tube came");
-    assert_eq!(occupants(boxes[0], stored_at).await?, vec![("A1".to_owned(), sample)]);
-    assert_eq!(occupants(boxes[1], stored_at).await?, vec![], "not yet in the second box");
+    assert_eq!(
+        occupants(boxes[0], just_before).await?,
+        vec![],
+        "empty before the tube came"
+    );
+    assert_eq!(
+        occupants(boxes[0], stored_at).await?,
+        vec![("A1".to_owned(), sample)]
+    );
+    assert_eq!(
+        occupants(boxes[1], stored_at).await?,
+        vec![],
+        "not yet in the second box"
+    );
     assert_eq!(occupants(boxes[0], moved_at).await?, vec![], "moved out");
-    assert_eq!(occupants(boxes[1], moved_at).await?, vec![("C2".to_owned(), sample)]);
+    assert_eq!(
+        occupants(boxes[1], moved_at).await?,
+        vec![("C2".to_owned(), sample)]
+    );
     let then = lab::history::sample_as_of(&lab.store, sample, stored_at).await?;
     assert_eq!(then.sample.map(|s| s.status), Some(SampleStatus::InStorage));
     let before = lab::history::sample_as_of(&lab.store, sample, just_before).await?;
-    assert_eq!(before.sample.map(|s| s.status), Some(SampleStatus::Validated));
+    assert_eq!(
+        before.sample.map(|s| s.status),
+        Some(SampleStatus::Validated)
+    );
     Ok(())
 }

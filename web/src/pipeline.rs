@@ -31,7 +31,9 @@ impl From<String> for PipelineError {
 
 /// Every aggregate whose events the platform publishes, with its Avro schemas.
 pub fn catalog() -> Result<EventCatalog, AvroError> {
-    EventCatalog::new().with::<Sample>()
+    EventCatalog::new()
+        .with::<Sample>()?
+        .with::<cqrs::storage::StorageUnit>()
 }
 
 /// The platform's topics: the catalogue's, and the rest of SPEC.md's.

@@ -82,7 +82,7 @@ impl AllDeadLetters {
     ) -> Result<Vec<kafka::consumer::DeadLetter>, sqlx::Error> {
         let mut all = self.samples.list(event_type, status, limit).await?;
         all.extend(self.storage.list(event_type, status, limit).await?);
-        all.sort_by(|a, b| b.id.cmp(&a.id));
+        all.sort_by_key(|d| std::cmp::Reverse(d.id));
         all.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         Ok(all)
     }

@@ -23,11 +23,11 @@ pub use values::{
 
 use crate::storage::{BoxFacts, Grid, Position, UnitCode, UnitId, position_claim};
 use crate::{Aggregate, DomainEvent, PayloadError, untag};
-use uuid::Uuid;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
+use uuid::Uuid;
 
 /// Everything known about a tube when it is registered. Serialised names are those of
 /// the `SampleRegistered` Avro record.
@@ -382,7 +382,10 @@ pub enum SampleRejection {
     #[error("box {0} is decommissioned; nothing more goes into it")]
     BoxDecommissioned(UnitCode),
     #[error("the sample is already at {box_code} {position}")]
-    AlreadyThere { box_code: UnitCode, position: Position },
+    AlreadyThere {
+        box_code: UnitCode,
+        position: Position,
+    },
     #[error("the sample is {}; only a sample that passed QC (stored or not) can be checked out", .0.phrase())]
     CannotCheckOut(SampleStatus),
     #[error("the sample is {}; only a checked-out sample can be returned", .0.phrase())]
@@ -430,7 +433,9 @@ impl Sample {
     }
 
     fn require(&self) -> Result<&RegisteredSample, SampleRejection> {
-        self.registered.as_ref().ok_or(SampleRejection::NotRegistered)
+        self.registered
+            .as_ref()
+            .ok_or(SampleRejection::NotRegistered)
     }
 
     fn require_status(&self) -> Result<SampleStatus, SampleRejection> {

@@ -356,7 +356,7 @@ impl fmt::Display for Celsius {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let sign = if self.tenths < 0 { "-" } else { "" };
         let abs = self.tenths.unsigned_abs();
-        if abs % 10 == 0 {
+        if abs.is_multiple_of(10) {
             write!(f, "{sign}{}", abs / 10)
         } else {
             write!(f, "{sign}{}.{}", abs / 10, abs % 10)

@@ -420,7 +420,8 @@ impl StorageService {
             let celsius =
                 Celsius::parse(celsius).map_err(|e| Error::invalid("celsius", e.message))?;
             let now = Utc::now();
-            let measured_at = measured_at.unwrap_or(now);
+            // Kept to the microsecond: the precision of the Avro record and of PostgreSQL.
+            let measured_at = chrono::SubsecRound::trunc_subsecs(measured_at.unwrap_or(now), 6);
             if measured_at > now + chrono::Duration::minutes(5) {
                 return Err(Error::invalid(
                     "measured_at",

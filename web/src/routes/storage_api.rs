@@ -660,7 +660,10 @@ pub struct AsOfQuery {
 fn instant(query: &AsOfQuery) -> Result<chrono::DateTime<chrono::Utc>, AppError> {
     let raw = query.at.as_deref().map(str::trim).unwrap_or_default();
     if raw.is_empty() {
-        return Err(AppError::invalid("at", "say which instant: at=2026-11-23T10:00:00Z"));
+        return Err(AppError::invalid(
+            "at",
+            "say which instant: at=2026-11-23T10:00:00Z",
+        ));
     }
     chrono::DateTime::parse_from_rfc3339(raw)
         .map(|t| t.to_utc())
@@ -722,7 +725,9 @@ pub async fn unit_as_of(
     let at = instant(&query)?;
     let then = lab::history::unit_as_of(state.storage.store(), id, at).await?;
     if then.unit.is_none() && state.storage.unit(id).await?.is_none() {
-        return Err(AppError::NotFound(format!("no storage unit with id '{id}'")));
+        return Err(AppError::NotFound(format!(
+            "no storage unit with id '{id}'"
+        )));
     }
     Ok(Json(then))
 }
