@@ -86,6 +86,29 @@ impl AppError {
         }
     }
 
+    /// What a page says: like [`Self::public_message`], but in lab words: invalid input
+    /// without internal field names, and a stale page said as such.
+    pub fn page_message(&self) -> String {
+        let sentence = |text: &str| {
+            let mut chars = text.chars();
+            match chars.next() {
+                Some(first) => first.to_uppercase().chain(chars).collect::<String>(),
+                None => String::new(),
+            }
+        };
+        match self {
+            Self::Invalid(errors) => errors
+                .iter()
+                .map(|e| sentence(&e.message))
+                .collect::<Vec<_>>()
+                .join(". "),
+            Self::Conflict(m) if m.contains("changed by someone else") => {
+                "Someone else changed this after you opened the page. Below is how it stands now and what you can still do.".into()
+            }
+            other => sentence(&other.public_message()),
+        }
+    }
+
     /// Headers the status needs: `Retry-After` on 429, `WWW-Authenticate` on 401.
     pub fn decorate(&self, response: &mut Response) {
         match self {

@@ -242,6 +242,26 @@ impl Browser {
         Err(format!("{css} shows {last:?}, expected {expected:?}").into())
     }
 
+    /// Saves what the browser shows to `target/browser-screenshots/<name>.png`, for a
+    /// failed run to be looked at.
+    async fn screenshot(&self, name: &str) {
+        let Ok(shot) = self.call(reqwest::Method::GET, "/screenshot", None).await else {
+            return;
+        };
+        let Some(data) = shot.as_str() else { return };
+        use base64::Engine;
+        if let Ok(png) = base64::engine::general_purpose::STANDARD.decode(data) {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/browser-screenshots");
+            if std::fs::create_dir_all(&dir).is_ok() {
+                let path = dir.join(format!("{name}.png"));
+                if std::fs::write(&path, png).is_ok() {
+                    eprintln!("screenshot of the failure: {}", path.display());
+                }
+            }
+        }
+    }
+
     async fn close(self) {
         let _ = self.http.delete(&self.session).send().await;
     }
@@ -256,6 +276,11 @@ async fn a_lab_technician_registers_scans_receives_and_rejects_a_tube() -> TestR
     let driver = start_driver().await?;
     let browser = Browser::open(&driver).await?;
     let result = scenario(&browser, &base).await;
+    if result.is_err() {
+        browser
+            .screenshot("registers_scans_receives_and_rejects")
+            .await;
+    }
     browser.close().await;
     result
 }
@@ -338,7 +363,7 @@ async fn scenario(b: &Browser, base: &str) -> TestResult {
     b.type_into("#reject-password", support::PASSWORD).await?;
     b.click("#reject-meaning option[value=reviewed]").await?;
     b.click("#reject").await?;
-    b.wait_for_text("#status", "rejected").await?;
+    b.wait_for_text("#status", "QC failed").await?;
     let timeline = b.text("#timeline").await?;
     for expected in [
         "Received",
@@ -373,4 +398,183 @@ async fn wait_for_path(b: &Browser, path: &str) -> Result<(), BoxError> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Err(format!("the browser is at {last}, not {path}").into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tube_is_stored_by_scanning_moved_in_the_grid_checked_out_aliquoted_and_disposed()
+-> TestResult {
+    let app = TestApp::spawn().await?;
+    app.user("eli", Role::LabManager).await?;
+    // The storage, through the API: a −80 °C freezer, a rack and a 9×9 box.
+    for body in [
+        json!({"kind": "freezer", "code": "FRZ-B", "temperature_zone": "-80", "slots": "2"}),
+        json!({"kind": "rack", "code": "RCK-B", "parent": "FRZ-B", "slot": "1", "slots": "4"}),
+        json!({"kind": "box", "code": "BOX-B1", "parent": "RCK-B", "slot": "1", "grid": "9x9"}),
+    ] {
+        let r = app
+            .client
+            .post(app.url("/api/storage/units"))
+            .json(&body)
+            .send()
+            .await?;
+        assert!(r.status().is_success(), "{body}: {}", r.text().await?);
+    }
+    let mut box_id = String::new();
+    for _ in 0..250 {
+        let v: Value = app
+            .client
+            .get(app.url("/api/storage/units/BOX-B1"))
+            .send()
+            .await?
+            .json()
+            .await
+            .unwrap_or(Value::Null);
+        if let Some(id) = v["unit"]["unit_id"].as_str() {
+            box_id = id.to_owned();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!box_id.is_empty(), "the box shows on the read side");
+    let base = app.base.clone();
+    let driver = start_driver().await?;
+    let browser = Browser::open(&driver).await?;
+    let result = storage_story(&browser, &base, &box_id).await;
+    if result.is_err() {
+        browser
+            .screenshot("stored_moved_checked_out_aliquoted_disposed")
+            .await;
+    }
+    browser.close().await;
+    result
+}
+
+async fn storage_story(b: &Browser, base: &str, box_id: &str) -> TestResult {
+    b.goto(&format!("{base}/login")).await?;
+    b.type_into("#username", "eli").await?;
+    b.type_into("#password", support::PASSWORD).await?;
+    b.click("#login").await?;
+    wait_for_path(b, "/").await?;
+
+    // Register, receive and validate a tube.
+    b.goto(&format!("{base}/samples/new")).await?;
+    b.type_into("#barcode", "STORY-1").await?;
+    b.click("#sample_type option[value=PLASMA]").await?;
+    b.type_into("#volume_ul", "300").await?;
+    b.click("#temperature_zone option[value=MINUS_80]").await?;
+    b.click("#register").await?;
+    let sample_page = b.wait_for_sample_page().await?;
+    b.wait_for_text("#status", "registered").await?;
+    b.click("#receive").await?;
+    b.wait_for_text("#status", "received").await?;
+    b.type_into("#validate-password", support::PASSWORD).await?;
+    b.click("#validate-meaning option[value=performed]").await?;
+    b.click("#validate").await?;
+    b.wait_for_text("#status", "QC passed").await?;
+
+    // Store it by scanning: the tube, Enter, then the box and position, Enter.
+    b.goto(&format!("{base}/store")).await?;
+    assert_eq!(
+        b.focused_id().await?,
+        "tube-code",
+        "the tube is scanned first"
+    );
+    b.type_into("#tube-code", &format!("story-1{ENTER}"))
+        .await?;
+    b.wait_for_text("#tube .mono", "STORY-1").await?;
+    assert_eq!(b.focused_id().await?, "box", "then the box");
+    b.type_into("#box", &format!("BOX-B1 C3{ENTER}")).await?;
+    b.wait_for_text("#done", "Stored STORY-1 in BOX-B1 C3. Scan the next tube.")
+        .await?;
+    assert_eq!(
+        b.focused_id().await?,
+        "tube-code",
+        "ready for the next tube"
+    );
+
+    // The grid shows it; clicking a free cell with the tube scanned moves it there.
+    b.goto(&format!("{base}/storage/{box_id}")).await?;
+    b.wait_for_text("td[data-position=C3] a", "STORY-1").await?;
+    b.type_into("#sample", "STORY-1").await?;
+    b.click("td[data-position=D4] button").await?;
+    b.wait_for_text("#done", "Moved STORY-1 in BOX-B1 D4")
+        .await?;
+    b.wait_for_text("td[data-position=D4] a", "STORY-1").await?;
+    assert!(
+        b.find("td[data-position=C3] button").await.is_ok(),
+        "C3 is free again"
+    );
+
+    // Check it out and return it.
+    b.goto(&sample_page).await?;
+    b.wait_for_text("#status", "in storage").await?;
+    assert!(b.text("#where").await?.contains("BOX-B1"), "where it is");
+    b.click("#check-out").await?;
+    b.wait_for_text("#status", "checked out").await?;
+    assert!(
+        b.text("#where")
+            .await?
+            .contains("checked out to eli (lab_manager)")
+    );
+    b.click("#return").await?;
+    b.wait_for_text("#status", "QC passed").await?;
+
+    // Two aliquots, one with a scanned barcode, one generated.
+    b.type_into("#barcode_1", "STORY-1-A").await?;
+    b.type_into("#volume_1", "50").await?;
+    b.type_into("#volume_2", "25.5").await?;
+    b.click("#aliquot").await?;
+    b.wait_for_text("#done", "Done: Aliquoted (STORY-1-A (50 µL), LAB-PLASMA-")
+        .await
+        .or_else(|_| Ok::<(), BoxError>(()))?;
+    let mut aliquots = String::new();
+    for _ in 0..100 {
+        aliquots = b.text("#aliquots").await.unwrap_or_default();
+        if aliquots.contains("STORY-1-A") && aliquots.contains("LAB-PLASMA-") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        b.goto(&sample_page).await?;
+    }
+    assert!(
+        aliquots.contains("STORY-1-A") && aliquots.contains("LAB-PLASMA-"),
+        "{aliquots}"
+    );
+    assert!(
+        b.text("dl.facts").await?.contains("224.5 µL"),
+        "the parent's volume went down"
+    );
+
+    // Dispose of one aliquot, signed.
+    // Scanning a barcode at the list opens that tube.
+    b.goto(&format!("{base}/samples")).await?;
+    b.type_into("#q", &format!("STORY-1-A{ENTER}")).await?;
+    b.wait_for_text("h1 .mono", "STORY-1-A").await?;
+    assert!(
+        b.text("dl.facts").await?.contains("STORY-1"),
+        "its parent is shown"
+    );
+    b.type_into("#dispose-reason", "used for extraction")
+        .await?;
+    b.type_into("#dispose-password", support::PASSWORD).await?;
+    b.click("#dispose-meaning option[value=performed]").await?;
+    b.click("#dispose").await?;
+    b.wait_for_text("#status", "disposed").await?;
+
+    // The whole story on the parent's timeline.
+    b.goto(&sample_page).await?;
+    let timeline = b.text("#timeline").await?;
+    for expected in [
+        "Stored",
+        "BOX-B1 C3",
+        "Moved",
+        "BOX-B1 D4",
+        "Checked out",
+        "Returned",
+        "Aliquoted",
+        "STORY-1-A (50 µL)",
+    ] {
+        assert!(timeline.contains(expected), "{expected} in {timeline}");
+    }
+    Ok(())
 }

@@ -137,7 +137,7 @@ async fn the_lifecycle_through_the_pages_records_who_did_what() -> TestResult {
 
     // The page the action leads to shows it (read here by yet another principal).
     let (_, page) = app.html(&location(&r)).await?;
-    assert!(page.contains("id=\"status\">validated<"), "{page}");
+    assert!(page.contains("id=\"status\">QC passed<"), "{page}");
     for (event, detail, who) in [
         ("SampleReceived", "on dry ice", "bo (technician)"),
         ("SampleValidated", "A260/280 1.9", "cy (lab_manager)"),
@@ -770,7 +770,7 @@ async fn each_action_form_on_the_sample_page_works_in_any_order() -> TestResult 
         .skip(1)
         .filter_map(|rest| rest.split('"').next().map(str::to_owned))
         .collect();
-    assert_eq!(ids.len(), 2, "receive and reject forms: {page}");
+    assert_eq!(ids.len(), 3, "receive, reject and dispose forms: {page}");
     assert_ne!(ids[0], ids[1], "each form is its own command");
     let submit = |action: &'static str, command_id: String| {
         let (bo, id) = (&bo, id.clone());
@@ -792,7 +792,7 @@ async fn each_action_form_on_the_sample_page_works_in_any_order() -> TestResult 
     let rejected = submit("reject", ids[1].clone()).await?;
     assert_eq!(rejected.status(), StatusCode::SEE_OTHER);
     let (_, page) = app.html(&location(&rejected)).await?;
-    assert!(page.contains("id=\"status\">rejected<"), "{page}");
+    assert!(page.contains("id=\"status\">QC failed<"), "{page}");
     assert_eq!(app.events().await?, 3);
     // Submitting a form twice (a double click, a browser resubmit) is one command.
     let twice = submit("reject", ids[1].clone()).await?;
@@ -858,9 +858,9 @@ async fn a_command_answers_with_a_consistency_token_and_reads_can_wait_for_it() 
         .await?;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let to = location(&response);
-    assert_eq!(to, format!("/samples/{id}?v=3"));
+    assert_eq!(to, format!("/samples/{id}?v=3&done=1"));
     let (_, page) = app.html(&to).await?;
-    assert!(page.contains("id=\"status\">validated<"), "{page}");
+    assert!(page.contains("id=\"status\">QC passed<"), "{page}");
     Ok(())
 }
 

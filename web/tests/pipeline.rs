@@ -363,7 +363,7 @@ async fn commands_flow_through_kafka_to_the_samples_page() -> TestResult {
         .await?
         .text()
         .await?;
-    assert!(page.contains("id=\"status\">validated<"), "{page}");
+    assert!(page.contains("id=\"status\">QC passed<"), "{page}");
     let who: Vec<(String, Option<String>)> =
         sqlx::query_as("SELECT event_type, metadata->>'user' FROM events ORDER BY position")
             .fetch_all(&p.pool)

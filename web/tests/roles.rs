@@ -110,6 +110,32 @@ fn request_for(rule: &RouteRule, f: &Fixture) -> Option<(String, Body)> {
         ("POST", "/api/storage/units/{id}/excursions/{excursion_id}/resolve") => {
             Body::Json(json!({ "note": "checked" }))
         }
+        ("POST", "/samples/{id}/store" | "/samples/{id}/move") => form(&[("box", "ROLE-BOX A1")]),
+        ("POST", "/samples/{id}/remove" | "/samples/{id}/check-out" | "/samples/{id}/return") => {
+            form(&[("notes", "n")])
+        }
+        ("POST", "/samples/{id}/aliquot") => form(&[("volume_1", "1")]),
+        ("POST", "/samples/{id}/dispose") => {
+            form(&[("reason", "spilled"), ("meaning", "performed")])
+        }
+        ("POST", "/samples/{id}/correct-qc") => form(&[
+            ("decision", "failed"),
+            ("reason", "misread"),
+            ("meaning", "approved"),
+        ]),
+        ("POST", "/storage/units") => form(&[
+            ("kind", "freezer"),
+            ("code", "ROLE-PAGE"),
+            ("temperature_zone", "-20"),
+            ("slots", "2"),
+        ]),
+        ("POST", "/storage/{id}/place") => form(&[("sample", "NO-SUCH-TUBE"), ("position", "A1")]),
+        ("POST", "/storage/{id}/temperature") => form(&[("celsius", "-80")]),
+        ("POST", "/storage/{id}/rename") => form(&[("name", "Renamed by page")]),
+        ("POST", "/storage/{id}/move") => form(&[("parent", "ROLE-FRZ"), ("slot", "3")]),
+        ("POST", "/storage/{id}/decommission") => form(&[("reason", "retired")]),
+        ("POST", "/storage/{id}/excursions/{excursion_id}/resolve") => form(&[("note", "ok")]),
+        ("POST", "/store") => form(&[("tube", "NO-SUCH-TUBE"), ("box", "ROLE-BOX A1")]),
         ("POST", "/dead-letters/reprocess" | "/dead-letters/{id}/reprocess") => form(&[]),
         (
             "POST",

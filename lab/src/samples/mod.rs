@@ -777,6 +777,31 @@ impl SampleService {
         Ok(self.store.load::<Sample>(id).await?.state.registered)
     }
 
+    /// The sample's parent and its aliquots, as `(id, barcode)`.
+    #[allow(clippy::type_complexity)]
+    pub async fn lineage(
+        &self,
+        id: Uuid,
+        parent: Option<Uuid>,
+    ) -> Result<(Option<(Uuid, String)>, Vec<(Uuid, String)>), Error> {
+        let parent = match parent {
+            Some(p) => {
+                sqlx::query_as("SELECT sample_id, barcode FROM samples WHERE sample_id = $1")
+                    .bind(p)
+                    .fetch_optional(self.pool())
+                    .await?
+            }
+            None => None,
+        };
+        let children = sqlx::query_as(
+            "SELECT sample_id, barcode FROM samples WHERE parent_id = $1 ORDER BY barcode",
+        )
+        .bind(id)
+        .fetch_all(self.pool())
+        .await?;
+        Ok((parent, children))
+    }
+
     /// The sample with exactly this barcode, if any.
     pub async fn find_by_barcode(&self, barcode: &str) -> Result<Option<Uuid>, Error> {
         self.query("FindSampleByBarcode", async {

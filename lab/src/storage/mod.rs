@@ -85,11 +85,47 @@ fn parse_number<T: std::str::FromStr>(
 pub struct StorageService {
     store: EventStore,
     metrics: CommandMetrics,
+    read_progress: event_sourcing::ReadProgress,
 }
 
 impl StorageService {
     pub fn new(store: EventStore, metrics: CommandMetrics) -> Self {
-        Self { store, metrics }
+        let read_progress = event_sourcing::ReadProgress::listen(store.pool());
+        Self {
+            store,
+            metrics,
+            read_progress,
+        }
+    }
+
+    /// Waits (up to `timeout`) until the storage table shows unit `id` at `version` or
+    /// later, woken by the projection's progress; false if it did not get there.
+    pub async fn wait_for_version(
+        &self,
+        id: Uuid,
+        version: u64,
+        timeout: std::time::Duration,
+    ) -> bool {
+        let wanted = i64::try_from(version).unwrap_or(i64::MAX);
+        let pool = self.store.pool();
+        self.read_progress
+            .wait_for(
+                <StorageProjection as event_sourcing::Projection>::NAME,
+                id,
+                version,
+                timeout,
+                || async move {
+                    let at: Option<i64> =
+                        sqlx::query_scalar("SELECT version FROM storage_units WHERE unit_id = $1")
+                            .bind(id)
+                            .fetch_optional(pool)
+                            .await
+                            .ok()
+                            .flatten();
+                    at.is_some_and(|v| v >= wanted)
+                },
+            )
+            .await
     }
 
     pub fn pool(&self) -> &sqlx::PgPool {

@@ -35,7 +35,7 @@ fn safe_next(next: &str) -> String {
     if local && next != "/login" {
         next.to_owned()
     } else {
-        "/samples".to_owned()
+        "/".to_owned()
     }
 }
 
@@ -277,10 +277,10 @@ mod tests {
     #[test]
     fn only_local_paths_are_followed_after_login() {
         assert_eq!(safe_next("/samples/1?v=2"), "/samples/1?v=2");
-        assert_eq!(safe_next("//evil.example"), "/samples");
-        assert_eq!(safe_next("https://evil.example"), "/samples");
-        assert_eq!(safe_next("/\\evil.example"), "/samples");
-        assert_eq!(safe_next(""), "/samples");
-        assert_eq!(safe_next("/login"), "/samples");
+        assert_eq!(safe_next("//evil.example"), "/");
+        assert_eq!(safe_next("https://evil.example"), "/");
+        assert_eq!(safe_next("/\\evil.example"), "/");
+        assert_eq!(safe_next(""), "/");
+        assert_eq!(safe_next("/login"), "/");
     }
 }

@@ -13,6 +13,7 @@ pub mod openapi;
 mod operations;
 mod signing;
 mod storage_api;
+pub mod storage_ui;
 mod ui;
 
 use crate::startup::AppState;
@@ -148,6 +149,54 @@ pub fn route_table() -> Vec<(RouteRule, MethodRouter<AppState>)> {
             Needs(QcDecision),
             post(ui::reject),
         ),
+        r(
+            POST,
+            "/samples/{id}/store",
+            Needs(SampleWork),
+            post(ui::store),
+        ),
+        r(
+            POST,
+            "/samples/{id}/move",
+            Needs(SampleWork),
+            post(ui::move_sample),
+        ),
+        r(
+            POST,
+            "/samples/{id}/remove",
+            Needs(SampleWork),
+            post(ui::remove),
+        ),
+        r(
+            POST,
+            "/samples/{id}/check-out",
+            Needs(SampleWork),
+            post(ui::check_out),
+        ),
+        r(
+            POST,
+            "/samples/{id}/return",
+            Needs(SampleWork),
+            post(ui::return_sample),
+        ),
+        r(
+            POST,
+            "/samples/{id}/aliquot",
+            Needs(SampleWork),
+            post(ui::aliquot),
+        ),
+        r(
+            POST,
+            "/samples/{id}/dispose",
+            Needs(SampleWork),
+            post(ui::dispose),
+        ),
+        r(
+            POST,
+            "/samples/{id}/correct-qc",
+            Needs(QcDecision),
+            post(ui::correct_qc),
+        ),
         // Samples: JSON.
         r(GET, "/api/samples", Needs(Read), get(api::list)),
         r(POST, "/api/samples", Needs(SampleWork), post(api::register)),
@@ -176,6 +225,58 @@ pub fn route_table() -> Vec<(RouteRule, MethodRouter<AppState>)> {
             Needs(QcDecision),
             post(api::reject),
         ),
+        // Storage: pages.
+        r(GET, "/storage", Needs(Read), get(storage_ui::index)),
+        r(
+            POST,
+            "/storage/units",
+            Needs(Operations),
+            post(storage_ui::create),
+        ),
+        r(GET, "/storage/{id}", Needs(Read), get(storage_ui::unit)),
+        r(
+            POST,
+            "/storage/{id}/place",
+            Needs(SampleWork),
+            post(storage_ui::place),
+        ),
+        r(
+            POST,
+            "/storage/{id}/temperature",
+            Needs(SampleWork),
+            post(storage_ui::temperature),
+        ),
+        r(
+            POST,
+            "/storage/{id}/rename",
+            Needs(Operations),
+            post(storage_ui::rename),
+        ),
+        r(
+            POST,
+            "/storage/{id}/move",
+            Needs(Operations),
+            post(storage_ui::relocate),
+        ),
+        r(
+            POST,
+            "/storage/{id}/decommission",
+            Needs(Operations),
+            post(storage_ui::decommission),
+        ),
+        r(
+            POST,
+            "/storage/{id}/excursions/{excursion_id}/resolve",
+            Needs(Operations),
+            post(storage_ui::resolve),
+        ),
+        r(
+            GET,
+            "/store",
+            Needs(SampleWork),
+            get(storage_ui::store_page),
+        ),
+        r(POST, "/store", Needs(SampleWork), post(storage_ui::store)),
         // Storage: JSON.
         r(
             POST,

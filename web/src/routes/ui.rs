@@ -15,10 +15,11 @@ use event_sourcing::ExpectedVersion;
 use lab::idempotency::fingerprint;
 use lab::samples::{Action, ListInput, RegisterInput, SamplePage, SampleRow, TimelineEntry};
 use serde::Deserialize;
+use std::collections::HashMap;
 use uuid::Uuid;
 
 /// An error shown as a page.
-pub struct PageError(AppError);
+pub struct PageError(pub AppError);
 
 impl From<AppError> for PageError {
     fn from(error: AppError) -> Self {
@@ -310,45 +311,89 @@ pub async fn register(
     }
 }
 
+/// Every action form a sample page can carry, each with a command id of its own.
+const ACTIONS: &[&str] = &[
+    "receive",
+    "validate",
+    "reject",
+    "store",
+    "move",
+    "remove",
+    "check-out",
+    "return",
+    "aliquot",
+    "dispose",
+    "correct-qc",
+];
+
 #[derive(Template)]
 #[template(path = "samples/detail.html")]
 struct DetailPage {
     sample: SampleRow,
     timeline: Vec<TimelineEntry>,
     message: Option<String>,
+    /// What was just done, in lab words.
+    done: Option<String>,
     me: Option<Me>,
     /// One command id per action form: submitting one form twice is one command, and
     /// each form is a command of its own.
-    command_ids: [Uuid; 3],
+    command_ids: HashMap<&'static str, Uuid>,
     meanings: &'static [SignatureMeaning],
+    /// Freezer › rack › box, while it is stored.
+    path: Vec<lab::storage::PathStep>,
+    parent: Option<(Uuid, String)>,
+    aliquots: Vec<(Uuid, String)>,
+    /// What was typed into the forms, kept after a refusal.
+    typed: HashMap<String, String>,
+    /// A proposed free position (box code, position) for the store form.
+    suggestion: Option<(String, String)>,
+    /// The instant the page is shown "as of" (as typed), and the sample then.
+    as_of: Option<(String, chrono::DateTime<chrono::Utc>, String)>,
 }
 
 impl DetailPage {
     fn command_id(&self, action: &str) -> Uuid {
-        let index = match action {
-            "receive" => 0,
-            "validate" => 1,
-            _ => 2,
-        };
-        self.command_ids[index]
+        self.command_ids
+            .get(action)
+            .copied()
+            .unwrap_or_else(Uuid::now_v7)
     }
 
     fn csrf_token(&self) -> &str {
         self.me.as_ref().map_or("", |me| me.csrf_token.as_str())
     }
 
+    fn typed(&self, field: &str) -> &str {
+        self.typed.get(field).map_or("", String::as_str)
+    }
+
+    /// Whether an event came after the instant the page is shown as of.
+    fn after(&self, e: &TimelineEntry) -> bool {
+        self.as_of.as_ref().is_some_and(|(_, at, _)| e.at > *at)
+    }
+
     /// Whether the lifecycle allows `action` now and the viewer's role allows it at all.
     fn can(&self, action: &str) -> bool {
+        use SampleStatus::*;
+        if self.as_of.is_some() {
+            return false;
+        }
         let role_allows = self.me.as_ref().is_some_and(|me| match action {
-            "receive" => me.can("sample_work"),
-            _ => me.can("qc"),
+            "validate" | "reject" | "correct-qc" => me.can("qc"),
+            _ => me.can("sample_work"),
         });
+        let status = self.sample.status();
         role_allows
-            && matches!(
-                (self.sample.status(), action),
-                (Some(SampleStatus::Registered), "receive" | "reject")
-                    | (Some(SampleStatus::Received), "validate" | "reject")
-            )
+            && match (status, action) {
+                (Some(Registered), "receive" | "reject") => true,
+                (Some(Received), "validate" | "reject") => true,
+                (Some(Validated), "store" | "check-out" | "aliquot" | "correct-qc") => true,
+                (Some(InStorage), "move" | "remove" | "check-out" | "aliquot") => true,
+                (Some(CheckedOut), "return") => true,
+                (Some(Rejected), "correct-qc") => true,
+                (Some(s), "dispose") => !matches!(s, Disposed | CheckedOut),
+                _ => false,
+            }
     }
 }
 
@@ -368,13 +413,25 @@ async fn detail_page(
         state.samples.wait_for_version(id, latest).await;
     }
     let sample = state.samples.get(id).await?.ok_or_else(missing)?;
+    let path = match sample.box_id {
+        Some(b) => state.storage.path(b).await?,
+        None => Vec::new(),
+    };
+    let (parent, aliquots) = state.samples.lineage(id, sample.parent_id).await?;
     Ok(DetailPage {
         sample,
         timeline,
         message,
+        done: None,
         me: Some(me),
-        command_ids: [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()],
+        command_ids: ACTIONS.iter().map(|a| (*a, Uuid::now_v7())).collect(),
         meanings: SignatureMeaning::ALL,
+        path,
+        parent,
+        aliquots,
+        typed: HashMap::new(),
+        suggestion: None,
+        as_of: None,
     })
 }
 
@@ -392,6 +449,12 @@ pub struct DetailQuery {
     /// The version a command just wrote (its consistency token): the page waits until
     /// the read model shows it.
     v: Option<u64>,
+    /// Set after an action: the page says what was done (the latest event).
+    done: Option<String>,
+    /// Propose a free position in a box of the sample's zone for the store form.
+    suggest: Option<String>,
+    /// A lab-time instant: show the sample as it stood then, rebuilt from its events.
+    as_of: Option<String>,
 }
 
 /// `GET /samples/{id}[?v=N]`: the sample, its complete timeline, and what can be done
@@ -409,7 +472,59 @@ pub async fn detail(
         ),
         _ => None,
     };
-    let page = detail_page(&state, id, identity.me(), message, false).await?;
+    let mut page = detail_page(&state, id, identity.me(), message, false).await?;
+    if query.done.is_some()
+        && let Some(last) = page.timeline.last()
+    {
+        page.done = Some(match &last.detail {
+            Some(detail) => format!("Done: {} ({detail}).", last.what),
+            None => format!("Done: {}.", last.what),
+        });
+    }
+    if query.suggest.is_some()
+        && let Ok(zone) = TemperatureZone::parse(&page.sample.temperature_zone)
+    {
+        match state.storage.first_free_position(zone).await? {
+            Some((unit, position)) => page.suggestion = Some((unit.code, position)),
+            None => page.message = Some(format!("No box at {} has a free position.", zone.label())),
+        }
+    }
+    if let Some(raw) = query
+        .as_of
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+    {
+        match super::storage_ui::parse_instant(
+            raw,
+            page.me.as_ref().map_or(chrono_tz::Tz::UTC, |m| m.time_zone),
+        ) {
+            Ok(at) => {
+                let then = lab::history::sample_as_of(state.storage.store(), id, at).await?;
+                let summary = match then.sample {
+                    None => "not registered yet".to_owned(),
+                    Some(s) => {
+                        let mut text = s.status.phrase().to_owned();
+                        if let Some((b, p)) = s.location {
+                            let code = state
+                                .storage
+                                .unit(b.as_uuid())
+                                .await?
+                                .map_or_else(|| b.to_string(), |u| u.code);
+                            text.push_str(&format!(", at {code} {p}"));
+                        }
+                        if let Some((_, holder)) = s.holder {
+                            text.push_str(&format!(", held by {holder}"));
+                        }
+                        text.push_str(&format!(", {} µL left", s.volume_left));
+                        text
+                    }
+                };
+                page.as_of = Some((raw.to_owned(), at, summary));
+            }
+            Err(error) => page.message = Some(error.page_message()),
+        }
+    }
     Ok(render(StatusCode::OK, &page))
 }
 
@@ -512,9 +627,11 @@ async fn act(
     }
     .await;
     match result {
-        Ok(outcome) => {
-            Ok(Redirect::to(&format!("/samples/{id}?v={}", outcome.last_version)).into_response())
-        }
+        Ok(outcome) => Ok(Redirect::to(&format!(
+            "/samples/{id}?v={}&done=1",
+            outcome.last_version
+        ))
+        .into_response()),
         Err(error @ (AppError::NotFound(_) | AppError::Unavailable(_) | AppError::Internal(_))) => {
             Err(error.into())
         }
@@ -522,7 +639,7 @@ async fn act(
             error.log();
             let status = error.status();
             // Show the sample as its events stand: the read table may lag behind them.
-            let message = Some(error.public_message());
+            let message = Some(error.page_message());
             let page = detail_page(&state, id, identity.me(), message, true).await?;
             let mut response = render(status, &page);
             error.decorate(&mut response);
@@ -530,3 +647,226 @@ async fn act(
         }
     }
 }
+
+/// A sample page's storage, custody, aliquot, disposal and QC-correction forms.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct LifecycleForm {
+    command_id: String,
+    expected_version: String,
+    #[serde(rename = "box")]
+    box_code: String,
+    position: String,
+    notes: String,
+    reason: String,
+    /// Check out: the username of who takes it (empty: yourself).
+    holder: String,
+    /// Aliquots: up to four rows of barcode (empty: generate) and volume.
+    barcode_1: String,
+    volume_1: String,
+    barcode_2: String,
+    volume_2: String,
+    barcode_3: String,
+    volume_3: String,
+    barcode_4: String,
+    volume_4: String,
+    /// Correct QC: `passed` or `failed`.
+    decision: String,
+    password: String,
+    meaning: String,
+}
+
+impl LifecycleForm {
+    /// What was typed, to put back into the forms after a refusal (never the password).
+    fn typed(&self) -> HashMap<String, String> {
+        [
+            ("box", &self.box_code),
+            ("position", &self.position),
+            ("notes", &self.notes),
+            ("reason", &self.reason),
+            ("holder", &self.holder),
+            ("barcode_1", &self.barcode_1),
+            ("volume_1", &self.volume_1),
+            ("barcode_2", &self.barcode_2),
+            ("volume_2", &self.volume_2),
+            ("barcode_3", &self.barcode_3),
+            ("volume_3", &self.volume_3),
+            ("barcode_4", &self.barcode_4),
+            ("volume_4", &self.volume_4),
+            ("decision", &self.decision),
+            ("meaning", &self.meaning),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.clone()))
+        .collect()
+    }
+}
+
+/// Runs a lifecycle form, then shows the sample with what was done; a refusal shows the
+/// sample as it stands with the reason and what was typed.
+async fn lifecycle(
+    state: &AppState,
+    identity: Identity,
+    headers: &HeaderMap,
+    id: &str,
+    action: &'static str,
+    form: LifecycleForm,
+) -> Result<Response, PageError> {
+    let id = parse_id(id)?;
+    let command_id = Uuid::parse_str(form.command_id.trim()).unwrap_or_else(|_| Uuid::now_v7());
+    let typed = form.typed();
+    let result = async {
+        let expected = match form.expected_version.trim() {
+            "" => ExpectedVersion::Any,
+            raw => ExpectedVersion::Exactly(raw.parse().map_err(|_| {
+                AppError::invalid("expected_version", "reload the page and try again")
+            })?),
+        };
+        let context = command_context(headers, &identity.principal, Some(command_id))
+            .named(action)
+            .with_fingerprint(fingerprint(&(
+                id,
+                action,
+                typed.iter().collect::<std::collections::BTreeMap<_, _>>(),
+                form.expected_version.trim(),
+            )));
+        let samples = &state.samples;
+        let outcome = match action {
+            "store" => {
+                samples
+                    .store_sample(id, &form.box_code, &form.position, expected, &context)
+                    .await?
+            }
+            "move" => {
+                samples
+                    .move_sample(id, &form.box_code, &form.position, expected, &context)
+                    .await?
+            }
+            "remove" => {
+                samples
+                    .remove_from_storage(id, &form.notes, expected, &context)
+                    .await?
+            }
+            "check-out" => {
+                let (holder_id, holder) = match form.holder.trim() {
+                    "" => (identity.principal.id, identity.principal.name.clone()),
+                    username => {
+                        let user = state
+                            .accounts
+                            .user_by_name(username)
+                            .await?
+                            .filter(|u| u.enabled)
+                            .ok_or_else(|| {
+                                AppError::invalid(
+                                    "holder",
+                                    format!("no active account has the username '{username}'"),
+                                )
+                            })?;
+                        (user.id, user.display_name)
+                    }
+                };
+                samples
+                    .check_out(id, (holder_id, &holder), &form.notes, expected, &context)
+                    .await?
+            }
+            "return" => {
+                samples
+                    .return_sample(id, &form.notes, expected, &context)
+                    .await?
+            }
+            "aliquot" => {
+                let rows = [
+                    (&form.barcode_1, &form.volume_1),
+                    (&form.barcode_2, &form.volume_2),
+                    (&form.barcode_3, &form.volume_3),
+                    (&form.barcode_4, &form.volume_4),
+                ];
+                let inputs: Vec<lab::samples::AliquotInput> = rows
+                    .iter()
+                    .map(|(b, v)| lab::samples::AliquotInput {
+                        barcode: (*b).clone(),
+                        volume_ul: (*v).clone(),
+                    })
+                    .collect();
+                samples.aliquot(id, &inputs, expected, &context).await?
+            }
+            "dispose" | "correct-qc" => {
+                let signature =
+                    super::signing::sign(state, &identity.principal, &form.password, &form.meaning)
+                        .await?;
+                if action == "dispose" {
+                    samples
+                        .dispose(id, &form.reason, Some(signature), expected, &context)
+                        .await?
+                } else {
+                    let passed = match form.decision.trim() {
+                        "passed" => true,
+                        "failed" => false,
+                        _ => {
+                            return Err(AppError::invalid(
+                                "decision",
+                                "choose what the QC decision should have been: passed or failed",
+                            ));
+                        }
+                    };
+                    samples
+                        .correct_qc(
+                            id,
+                            passed,
+                            &form.reason,
+                            Some(signature),
+                            expected,
+                            &context,
+                        )
+                        .await?
+                }
+            }
+            _ => return Err(AppError::NotFound("There is no such action.".into())),
+        };
+        Ok::<_, AppError>(outcome)
+    }
+    .await;
+    match result {
+        Ok(outcome) => Ok(Redirect::to(&format!(
+            "/samples/{id}?v={}&done=1",
+            outcome.last_version
+        ))
+        .into_response()),
+        Err(error @ (AppError::NotFound(_) | AppError::Unavailable(_) | AppError::Internal(_))) => {
+            Err(error.into())
+        }
+        Err(error) => {
+            error.log();
+            let mut page =
+                detail_page(state, id, identity.me(), Some(error.page_message()), true).await?;
+            page.typed = typed;
+            let mut response = render(error.status(), &page);
+            error.decorate(&mut response);
+            Ok(response)
+        }
+    }
+}
+
+macro_rules! lifecycle_route {
+    ($name:ident, $action:literal) => {
+        #[doc = concat!("`POST /samples/{id}/", $action, "`")]
+        pub async fn $name(
+            State(state): State<AppState>,
+            identity: Identity,
+            headers: HeaderMap,
+            Path(id): Path<String>,
+            Form(form): Form<LifecycleForm>,
+        ) -> Result<Response, PageError> {
+            lifecycle(&state, identity, &headers, &id, $action, form).await
+        }
+    };
+}
+
+lifecycle_route!(store, "store");
+lifecycle_route!(move_sample, "move");
+lifecycle_route!(remove, "remove");
+lifecycle_route!(check_out, "check-out");
+lifecycle_route!(return_sample, "return");
+lifecycle_route!(aliquot, "aliquot");
+lifecycle_route!(dispose, "dispose");
+lifecycle_route!(correct_qc, "correct-qc");
