@@ -240,7 +240,8 @@ async fn main() -> Result<(), BoxError> {
         "WITH todo AS (SELECT sample_id, row_number() OVER (ORDER BY sample_id) AS k FROM samples \
                         WHERE status = 'validated' AND temperature_zone = 'MINUS_80' LIMIT $1), \
               boxes AS (SELECT code, grid_columns AS side, row_number() OVER (ORDER BY code) AS b FROM storage_units \
-                        WHERE kind = 'box' AND temperature_zone = 'MINUS_80' AND grid_rows = 10) \
+                        WHERE kind = 'box' AND temperature_zone = 'MINUS_80' AND grid_rows = 10 \
+                          AND NOT EXISTS (SELECT 1 FROM box_occupancy o WHERE o.box_id = unit_id AND o.occupied > 40)) \
          SELECT t.sample_id, bx.code, chr(65 + (40 + ((t.k - 1) % 60)::int) / bx.side) || ((40 + ((t.k - 1) % 60)::int) % bx.side + 1)::text \
          FROM todo t JOIN boxes bx ON bx.b = (t.k - 1) / 60 + 1",
     )

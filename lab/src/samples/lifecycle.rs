@@ -98,6 +98,13 @@ impl SampleService {
             return Err(Error::Invalid(errors));
         };
         let not_found = || Error::invalid("box", format!("no box has the barcode '{box_raw}'"));
+        let key = box_raw.to_ascii_uppercase();
+        // A box's id, zone and grid never change, so placements may reuse what they read;
+        // whether it is still in service is settled by the position claims whatever this
+        // says (a sealed box holds them all), and the refusal then says so.
+        if let Some(facts) = self.boxes.lock().ok().and_then(|b| b.get(&key).cloned()) {
+            return Ok((facts, position));
+        }
         let id = match Uuid::parse_str(box_raw) {
             Ok(id) => Some(id),
             Err(_) => match cqrs::storage::UnitCode::parse(box_raw) {
@@ -127,6 +134,12 @@ impl SampleService {
             ));
         }
         let facts = unit.as_box().ok_or_else(not_found)?;
+        if let Ok(mut boxes) = self.boxes.lock() {
+            if boxes.len() >= 100_000 {
+                boxes.clear();
+            }
+            boxes.insert(key, facts.clone());
+        }
         Ok((facts, position))
     }
 

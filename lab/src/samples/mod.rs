@@ -549,6 +549,8 @@ pub struct SampleService {
     read_your_writes: Duration,
     metrics: CommandMetrics,
     time_zone: Tz,
+    /// Boxes as placements last read them, by barcode (see `lifecycle::resolve_target`).
+    pub(crate) boxes: std::sync::Arc<std::sync::Mutex<HashMap<String, cqrs::storage::BoxFacts>>>,
 }
 
 impl SampleService {
@@ -560,6 +562,7 @@ impl SampleService {
             read_your_writes,
             metrics,
             time_zone: Tz::UTC,
+            boxes: Default::default(),
         }
     }
 

@@ -468,6 +468,41 @@ impl SamplePage {
     }
 }
 
+/// The filter's conditions, only those it sets, so that the planner sees each as it is
+/// (a generic `$1 IS NULL OR …` for every filter hides the indexes from it).
+fn push_conditions<'a>(
+    qb: &mut sqlx::QueryBuilder<'a, sqlx::Postgres>,
+    filter: &'a SampleFilter,
+    prefix: Option<String>,
+    boxes: Option<Vec<Uuid>>,
+) {
+    qb.push(" WHERE true");
+    if let Some(prefix) = prefix {
+        qb.push(" AND barcode LIKE ").push_bind(prefix);
+    }
+    if let Some(status) = filter.status {
+        qb.push(" AND status = ").push_bind(status.as_str());
+    }
+    if let Some(sample_type) = filter.sample_type {
+        qb.push(" AND sample_type = ").push_bind(sample_type.code());
+    }
+    if let Some(zone) = filter.zone {
+        qb.push(" AND temperature_zone = ").push_bind(zone.code());
+    }
+    if let Some(boxes) = boxes {
+        qb.push(" AND box_id = ANY(").push_bind(boxes).push(")");
+    }
+    if let Some(patient) = &filter.patient {
+        qb.push(" AND patient_ref = ").push_bind(patient.as_str());
+    }
+    if let Some(from) = filter.registered_from {
+        qb.push(" AND registered_at >= ").push_bind(from);
+    }
+    if let Some(to) = filter.registered_to {
+        qb.push(" AND registered_at < ").push_bind(to);
+    }
+}
+
 /// Most recently changed first.
 pub async fn list(pool: &PgPool, filter: &SampleFilter) -> Result<SamplePage, sqlx::Error> {
     let per_page = filter.per_page.clamp(1, 200);
@@ -479,45 +514,31 @@ pub async fn list(pool: &PgPool, filter: &SampleFilter) -> Result<SamplePage, sq
             .replace('_', "\\_");
         format!("{escaped}%")
     });
-    let condition = "($1::text IS NULL OR barcode LIKE $1) AND ($2::text IS NULL OR status = $2) \
-        AND ($3::text IS NULL OR sample_type = $3) AND ($4::text IS NULL OR temperature_zone = $4) \
-        AND ($5::uuid IS NULL OR box_id IN ( \
-              SELECT b.unit_id FROM storage_units b WHERE b.unit_id = $5 OR b.parent_id = $5 \
-                 OR b.parent_id IN (SELECT r.unit_id FROM storage_units r WHERE r.parent_id = $5))) \
-        AND ($6::text IS NULL OR patient_ref = $6) \
-        AND ($7::timestamptz IS NULL OR registered_at >= $7) \
-        AND ($8::timestamptz IS NULL OR registered_at < $8)";
-    let items_sql = format!(
-        "SELECT {COLUMNS} FROM samples WHERE {condition} \
-         ORDER BY last_changed_at DESC, sample_id LIMIT $9 OFFSET $10"
-    );
-    let items: Vec<SampleRow> = sqlx::query_as(&items_sql)
-        .bind(&prefix)
-        .bind(filter.status.map(SampleStatus::as_str))
-        .bind(filter.sample_type.map(SampleType::code))
-        .bind(filter.zone.map(TemperatureZone::code))
-        .bind(filter.location)
-        .bind(&filter.patient)
-        .bind(filter.registered_from)
-        .bind(filter.registered_to)
-        .bind(i64::from(per_page))
-        .bind(i64::from(page - 1) * i64::from(per_page))
-        .fetch_all(pool)
-        .await?;
-    let count_sql =
-        format!("SELECT count(*) FROM (SELECT 1 FROM samples WHERE {condition} LIMIT $9) AS m");
-    let counted: i64 = sqlx::query_scalar(&count_sql)
-        .bind(&prefix)
-        .bind(filter.status.map(SampleStatus::as_str))
-        .bind(filter.sample_type.map(SampleType::code))
-        .bind(filter.zone.map(TemperatureZone::code))
-        .bind(filter.location)
-        .bind(&filter.patient)
-        .bind(filter.registered_from)
-        .bind(filter.registered_to)
-        .bind(COUNT_LIMIT + 1)
-        .fetch_one(pool)
-        .await?;
+    // A location is a box, or the boxes of a rack or freezer (at most a few hundred).
+    let boxes: Option<Vec<Uuid>> = match filter.location {
+        Some(unit) => Some(
+            sqlx::query_scalar(
+                "SELECT unit_id FROM storage_units WHERE kind = 'box' AND (unit_id = $1 OR parent_id = $1 \
+                 OR parent_id IN (SELECT unit_id FROM storage_units WHERE parent_id = $1))",
+            )
+            .bind(unit)
+            .fetch_all(pool)
+            .await?,
+        ),
+        None => None,
+    };
+    let mut items = sqlx::QueryBuilder::new(format!("SELECT {COLUMNS} FROM samples"));
+    push_conditions(&mut items, filter, prefix.clone(), boxes.clone());
+    items
+        .push(" ORDER BY last_changed_at DESC, sample_id LIMIT ")
+        .push_bind(i64::from(per_page))
+        .push(" OFFSET ")
+        .push_bind(i64::from(page - 1) * i64::from(per_page));
+    let items: Vec<SampleRow> = items.build_query_as().fetch_all(pool).await?;
+    let mut count = sqlx::QueryBuilder::new("SELECT count(*) FROM (SELECT 1 FROM samples");
+    push_conditions(&mut count, filter, prefix, boxes);
+    count.push(" LIMIT ").push_bind(COUNT_LIMIT + 1).push(") AS m");
+    let counted: i64 = count.build_query_scalar().fetch_one(pool).await?;
     Ok(SamplePage {
         items: items.into_iter().map(SampleRow::normalise).collect(),
         page,
