@@ -152,22 +152,10 @@ impl SampleService {
         expected: ExpectedVersion,
         context: &CommandContext,
     ) -> Result<CommandOutcome, Error> {
-        self.command("StoreSample", async {
-            let (target, position) = self.resolve_target(box_field, position_field).await?;
-            let result = self
-                .store
-                .execute::<Sample>(
-                    id,
-                    SampleCommand::Store {
-                        target: target.clone(),
-                        position,
-                    },
-                    context,
-                    expected,
-                )
-                .await;
-            self.explain_placement(result, &target, position).await
-        })
+        self.command(
+            "StoreSample",
+            self.place(id, box_field, position_field, expected, context, false),
+        )
         .await
     }
 
@@ -180,23 +168,39 @@ impl SampleService {
         expected: ExpectedVersion,
         context: &CommandContext,
     ) -> Result<CommandOutcome, Error> {
-        self.command("MoveSample", async {
-            let (target, position) = self.resolve_target(box_field, position_field).await?;
-            let result = self
-                .store
-                .execute::<Sample>(
-                    id,
-                    SampleCommand::Move {
-                        target: target.clone(),
-                        position,
-                    },
-                    context,
-                    expected,
-                )
-                .await;
-            self.explain_placement(result, &target, position).await
-        })
+        self.command(
+            "MoveSample",
+            self.place(id, box_field, position_field, expected, context, true),
+        )
         .await
+    }
+
+    async fn place(
+        &self,
+        id: Uuid,
+        box_field: &str,
+        position_field: &str,
+        expected: ExpectedVersion,
+        context: &CommandContext,
+        moving: bool,
+    ) -> Result<CommandOutcome, Error> {
+        let (target, position) = self.resolve_target(box_field, position_field).await?;
+        let command = if moving {
+            SampleCommand::Move {
+                target: target.clone(),
+                position,
+            }
+        } else {
+            SampleCommand::Store {
+                target: target.clone(),
+                position,
+            }
+        };
+        let result = self
+            .store
+            .execute::<Sample>(id, command, context, expected)
+            .await;
+        self.explain_placement(result, &target, position).await
     }
 
     pub async fn remove_from_storage(
