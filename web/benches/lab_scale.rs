@@ -54,9 +54,14 @@ async fn database() -> Result<(PgPool, String), BoxError> {
                 .rsplit_once('/')
                 .map_or("postgres://postgres@127.0.0.1:5432", |(base, _)| base)
         );
-        let pool = PgPoolOptions::new().max_connections(40).connect(&url).await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(40)
+            .connect(&url)
+            .await?;
         event_sourcing::MIGRATOR.run(&pool).await?;
-        let loaded: i64 = sqlx::query_scalar("SELECT count(*) FROM samples").fetch_one(&pool).await?;
+        let loaded: i64 = sqlx::query_scalar("SELECT count(*) FROM samples")
+            .fetch_one(&pool)
+            .await?;
         if loaded >= 1_000_000 {
             println!("reusing {name}: {loaded} samples");
             return Ok((pool, name));
@@ -66,10 +71,18 @@ async fn database() -> Result<(PgPool, String), BoxError> {
     let (pool, name) = event_sourcing::testkit::fresh_database(40).await?;
     let started = Instant::now();
     println!("loading the lab into {name} …");
-    sqlx::raw_sql(include_str!("lab_scale.sql")).execute(&pool).await?;
-    println!("loaded in {:.0} s; VACUUM ANALYZE …", started.elapsed().as_secs_f64());
+    sqlx::raw_sql(include_str!("lab_scale.sql"))
+        .execute(&pool)
+        .await?;
+    println!(
+        "loaded in {:.0} s; VACUUM ANALYZE …",
+        started.elapsed().as_secs_f64()
+    );
     sqlx::raw_sql("VACUUM ANALYZE").execute(&pool).await?;
-    println!("ready after {:.0} s (LAB_SCALE_DB={name} reuses it)", started.elapsed().as_secs_f64());
+    println!(
+        "ready after {:.0} s (LAB_SCALE_DB={name} reuses it)",
+        started.elapsed().as_secs_f64()
+    );
     Ok((pool, name))
 }
 
@@ -81,16 +94,18 @@ async fn verify(pool: &PgPool) -> Result<(), BoxError> {
     )
     .fetch_one(pool)
     .await?;
-    let claims: i64 = sqlx::query_scalar("SELECT count(*) FROM unique_claims WHERE scope = 'storage-position'")
-        .fetch_one(pool)
-        .await?;
+    let claims: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM unique_claims WHERE scope = 'storage-position'")
+            .fetch_one(pool)
+            .await?;
     println!("{samples} samples ({stored} stored), {boxes} boxes, {events} events");
     // A reused lab may have stores its read side had not applied when the last run
     // stopped: the application catches up when it starts (see `caught_up`).
     if samples != 1_000_000 || stored > claims || boxes != 20_000 {
         return Err("the loaded lab is inconsistent".into());
     }
-    let store = event_sourcing::EventStore::new(pool.clone(), event_sourcing::StoreConfig::default());
+    let store =
+        event_sourcing::EventStore::new(pool.clone(), event_sourcing::StoreConfig::default());
     let (id, status, position): (Uuid, String, Option<String>) = sqlx::query_as(
         "SELECT sample_id, status, position FROM samples WHERE barcode = 'LAB-0123457'",
     )
@@ -98,9 +113,7 @@ async fn verify(pool: &PgPool) -> Result<(), BoxError> {
     .await?;
     let state = store.load::<cqrs::sample::Sample>(id).await?.state;
     let sample = state.registered.ok_or("the sample has no events")?;
-    if sample.status.as_str() != status
-        || sample.location.map(|(_, p)| p.to_string()) != position
-    {
+    if sample.status.as_str() != status || sample.location.map(|(_, p)| p.to_string()) != position {
         return Err(format!("events and read table disagree on {id}").into());
     }
     Ok(())
@@ -131,14 +144,22 @@ struct Timings {
 
 impl Timings {
     fn new(name: &str) -> Self {
-        Self { name: name.to_owned(), latencies: Vec::new(), errors: 0 }
+        Self {
+            name: name.to_owned(),
+            latencies: Vec::new(),
+            errors: 0,
+        }
     }
 
     fn report(&mut self) {
         self.latencies.sort();
         let at = |q: f64| {
-            let i = ((self.latencies.len() as f64 * q).ceil() as usize).clamp(1, self.latencies.len().max(1)) - 1;
-            self.latencies.get(i).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+            let i = ((self.latencies.len() as f64 * q).ceil() as usize)
+                .clamp(1, self.latencies.len().max(1))
+                - 1;
+            self.latencies
+                .get(i)
+                .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
         };
         println!(
             "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
@@ -147,13 +168,19 @@ impl Timings {
             at(0.50),
             at(0.95),
             at(0.99),
-            self.latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+            self.latencies
+                .last()
+                .map_or(0.0, |d| d.as_secs_f64() * 1000.0),
             self.errors
         );
     }
 }
 
-async fn time_get(client: &reqwest::Client, url: &str, timings: &mut Timings) -> Result<(), BoxError> {
+async fn time_get(
+    client: &reqwest::Client,
+    url: &str,
+    timings: &mut Timings,
+) -> Result<(), BoxError> {
     let started = Instant::now();
     let response = client.get(url).send().await?;
     let status = response.status();
@@ -201,9 +228,14 @@ async fn main() -> Result<(), BoxError> {
         role: Role::Admin,
         kind: lab::accounts::PrincipalKind::User,
     };
-    let token = accounts.create_token("lab-scale bench", "lab_manager", &principal, None).await?;
+    let token = accounts
+        .create_token("lab-scale bench", "lab_manager", &principal, None)
+        .await?;
     let mut headers = HeaderMap::new();
-    headers.insert(AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {}", token.secret))?);
+    headers.insert(
+        AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {}", token.secret))?,
+    );
     let client = reqwest::Client::builder()
         .default_headers(headers)
         .pool_max_idle_per_host(64)
@@ -230,27 +262,64 @@ async fn main() -> Result<(), BoxError> {
     let mut warm = Timings::new("warm-up");
     for i in 0..20 {
         time_get(&client, &format!("{base}/"), &mut warm).await?;
-        time_get(&client, &format!("{base}/storage/{}", boxes[i % boxes.len()]), &mut warm).await?;
-        time_get(&client, &format!("{base}/samples/{}", samples[i % samples.len()]), &mut warm).await?;
+        time_get(
+            &client,
+            &format!("{base}/storage/{}", boxes[i % boxes.len()]),
+            &mut warm,
+        )
+        .await?;
+        time_get(
+            &client,
+            &format!("{base}/samples/{}", samples[i % samples.len()]),
+            &mut warm,
+        )
+        .await?;
     }
 
     println!();
     println!("| operation | requests | p50 ms | p95 ms | p99 ms | max ms | errors |");
     println!("|---|---|---|---|---|---|---|");
     let mut dashboard = Timings::new("dashboard `GET /`");
-    let mut list = Timings::new("filtered list `GET /samples?type=PLASMA&zone=MINUS_80&location=<freezer>`");
+    let mut list =
+        Timings::new("filtered list `GET /samples?type=PLASMA&zone=MINUS_80&location=<freezer>`");
     let mut list_api = Timings::new("filtered list `GET /api/samples?…` (same filter)");
     let mut box_page = Timings::new("box page `GET /storage/{box}`");
     let mut sample_page = Timings::new("sample page `GET /samples/{id}`");
     for i in 0..args.requests {
         let freezer = &freezers[i % freezers.len()];
         time_get(&client, &format!("{base}/"), &mut dashboard).await?;
-        time_get(&client, &format!("{base}/samples?type=PLASMA&zone=MINUS_80&location={freezer}"), &mut list).await?;
-        time_get(&client, &format!("{base}/api/samples?type=PLASMA&zone=MINUS_80&location={freezer}"), &mut list_api).await?;
-        time_get(&client, &format!("{base}/storage/{}", boxes[i % boxes.len()]), &mut box_page).await?;
-        time_get(&client, &format!("{base}/samples/{}", samples[i % samples.len()]), &mut sample_page).await?;
+        time_get(
+            &client,
+            &format!("{base}/samples?type=PLASMA&zone=MINUS_80&location={freezer}"),
+            &mut list,
+        )
+        .await?;
+        time_get(
+            &client,
+            &format!("{base}/api/samples?type=PLASMA&zone=MINUS_80&location={freezer}"),
+            &mut list_api,
+        )
+        .await?;
+        time_get(
+            &client,
+            &format!("{base}/storage/{}", boxes[i % boxes.len()]),
+            &mut box_page,
+        )
+        .await?;
+        time_get(
+            &client,
+            &format!("{base}/samples/{}", samples[i % samples.len()]),
+            &mut sample_page,
+        )
+        .await?;
     }
-    for t in [&mut dashboard, &mut list, &mut list_api, &mut box_page, &mut sample_page] {
+    for t in [
+        &mut dashboard,
+        &mut list,
+        &mut list_api,
+        &mut box_page,
+        &mut sample_page,
+    ] {
         t.report();
     }
 
@@ -289,7 +358,11 @@ async fn main() -> Result<(), BoxError> {
                     Ok(r) if r.status().is_success() => {}
                     Ok(r) => {
                         timings.errors += 1;
-                        eprintln!("store {sample} {code} {position}: {} {}", r.status(), r.text().await.unwrap_or_default());
+                        eprintln!(
+                            "store {sample} {code} {position}: {} {}",
+                            r.status(),
+                            r.text().await.unwrap_or_default()
+                        );
                     }
                     Err(e) => {
                         timings.errors += 1;
@@ -300,7 +373,10 @@ async fn main() -> Result<(), BoxError> {
             timings
         }));
     }
-    let mut store = Timings::new(&format!("store command `POST /api/samples/{{id}}/store`, {} clients", args.clients));
+    let mut store = Timings::new(&format!(
+        "store command `POST /api/samples/{{id}}/store`, {} clients",
+        args.clients
+    ));
     for task in tasks {
         let t = task.await?;
         store.latencies.extend(t.latencies);

@@ -537,7 +537,10 @@ pub async fn list(pool: &PgPool, filter: &SampleFilter) -> Result<SamplePage, sq
     let items: Vec<SampleRow> = items.build_query_as().fetch_all(pool).await?;
     let mut count = sqlx::QueryBuilder::new("SELECT count(*) FROM (SELECT 1 FROM samples");
     push_conditions(&mut count, filter, prefix, boxes);
-    count.push(" LIMIT ").push_bind(COUNT_LIMIT + 1).push(") AS m");
+    count
+        .push(" LIMIT ")
+        .push_bind(COUNT_LIMIT + 1)
+        .push(") AS m");
     let counted: i64 = count.build_query_scalar().fetch_one(pool).await?;
     Ok(SamplePage {
         items: items.into_iter().map(SampleRow::normalise).collect(),
