@@ -356,7 +356,7 @@ async fn commands_flow_through_kafka_to_the_samples_page() -> TestResult {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    assert_eq!(to, format!("/samples/{id}?v=3"));
+    assert_eq!(to, format!("/samples/{id}?v=3&done=1"));
     let page = no_redirects
         .get(format!("{}{to}", p.base))
         .send()
