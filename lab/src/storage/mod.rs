@@ -574,6 +574,11 @@ impl StorageService {
         Ok(read_model::children(self.pool(), parent).await?)
     }
 
+    /// A freezer's racks, each followed by its boxes.
+    pub async fn subtree(&self, freezer: Uuid) -> Result<Vec<UnitRow>, Error> {
+        Ok(read_model::subtree(self.pool(), freezer).await?)
+    }
+
     pub async fn path(&self, id: Uuid) -> Result<Vec<PathStep>, Error> {
         Ok(read_model::path(self.pool(), id).await?)
     }

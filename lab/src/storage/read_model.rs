@@ -364,6 +364,21 @@ pub async fn children(pool: &PgPool, parent: Option<Uuid>) -> Result<Vec<UnitRow
     }
 }
 
+/// The racks in a freezer and the boxes in them, in one query: racks in slot order,
+/// each followed by its boxes in slot order.
+pub async fn subtree(pool: &PgPool, freezer: Uuid) -> Result<Vec<UnitRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "{UNIT_SELECT} LEFT JOIN storage_units p ON p.unit_id = u.parent_id \
+         WHERE u.parent_id = $1 OR p.parent_id = $1 \
+         ORDER BY CASE WHEN u.parent_id = $1 THEN u.slot ELSE p.slot END, \
+                  CASE WHEN u.parent_id = $1 THEN u.code ELSE p.code END, \
+                  u.parent_id <> $1, u.slot, u.code"
+    ))
+    .bind(freezer)
+    .fetch_all(pool)
+    .await
+}
+
 /// The chain from the freezer down to `id` (inclusive).
 pub async fn path(pool: &PgPool, id: Uuid) -> Result<Vec<PathStep>, sqlx::Error> {
     sqlx::query_as(

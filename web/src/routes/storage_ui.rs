@@ -43,10 +43,58 @@ pub fn fill_class(unit: &UnitRow) -> String {
     format!("fill-{}", (unit.fill_percent().clamp(0, 100) + 2) / 5 * 5)
 }
 
+/// How many racks and boxes the storage page lists beneath the freezers: a lab of
+/// thousands of boxes shows the first freezers unfolded and the rest folded (their own
+/// pages list their racks and boxes), so the page stays quick.
+const TREE_BUDGET: usize = 400;
+
+/// A freezer with its racks, each with its boxes; `folded` when they were not listed.
+pub struct FreezerTree {
+    pub freezer: UnitRow,
+    pub racks: Vec<(UnitRow, Vec<UnitRow>)>,
+    pub folded: bool,
+}
+
+/// The hierarchy, freezers › racks › boxes (one query per freezer unfolded), within
+/// [`TREE_BUDGET`] units.
+async fn tree(state: &AppState) -> Result<Vec<FreezerTree>, AppError> {
+    let mut shown = 0;
+    let mut tree = Vec::new();
+    for freezer in state.storage.children(None).await? {
+        if shown >= TREE_BUDGET {
+            tree.push(FreezerTree {
+                freezer,
+                racks: Vec::new(),
+                folded: true,
+            });
+            continue;
+        }
+        let mut racks: Vec<(UnitRow, Vec<UnitRow>)> = Vec::new();
+        for unit in state.storage.subtree(freezer.unit_id).await? {
+            shown += 1;
+            if unit.parent_id == Some(freezer.unit_id) {
+                racks.push((unit, Vec::new()));
+            } else if let Some((_, boxes)) = racks
+                .iter_mut()
+                .rev()
+                .find(|(r, _)| Some(r.unit_id) == unit.parent_id)
+            {
+                boxes.push(unit);
+            }
+        }
+        tree.push(FreezerTree {
+            freezer,
+            racks,
+            folded: false,
+        });
+    }
+    Ok(tree)
+}
+
 #[derive(Template)]
 #[template(path = "storage/index.html")]
 struct IndexPage {
-    freezers: Vec<UnitRow>,
+    freezers: Vec<FreezerTree>,
     input: CreateUnitInput,
     errors: Vec<FieldError>,
     message: Option<String>,
@@ -66,7 +114,7 @@ pub async fn index(
     identity: Identity,
 ) -> Result<Response, PageError> {
     let page = IndexPage {
-        freezers: state.storage.children(None).await?,
+        freezers: tree(&state).await?,
         input: CreateUnitInput {
             kind: "freezer".into(),
             grid: "9x9".into(),
@@ -125,7 +173,7 @@ pub async fn create(
                 StatusCode::BAD_REQUEST
             };
             let page = IndexPage {
-                freezers: state.storage.children(None).await?,
+                freezers: tree(&state).await?,
                 input: form.input,
                 errors,
                 message,

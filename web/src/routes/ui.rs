@@ -345,6 +345,8 @@ struct DetailPage {
     aliquots: Vec<(Uuid, String)>,
     /// What was typed into the forms, kept after a refusal.
     typed: HashMap<String, String>,
+    /// The form whose action was just refused, and why: shown beside that form.
+    refused: Option<(&'static str, String)>,
     /// A proposed free position (box code, position) for the store form.
     suggestion: Option<(String, String)>,
     /// The instant the page is shown "as of" (as typed), and the sample then.
@@ -365,6 +367,14 @@ impl DetailPage {
 
     fn typed(&self, field: &str) -> &str {
         self.typed.get(field).map_or("", String::as_str)
+    }
+
+    /// Why `action`'s form was just refused, if it was.
+    fn refusal(&self, action: &str) -> Option<&str> {
+        self.refused
+            .as_ref()
+            .filter(|(a, _)| *a == action)
+            .map(|(_, why)| why.as_str())
     }
 
     /// Whether an event came after the instant the page is shown as of.
@@ -430,6 +440,7 @@ async fn detail_page(
         parent,
         aliquots,
         typed: HashMap::new(),
+        refused: None,
         suggestion: None,
         as_of: None,
     })
@@ -476,10 +487,7 @@ pub async fn detail(
     if query.done.is_some()
         && let Some(last) = page.timeline.last()
     {
-        page.done = Some(match &last.detail {
-            Some(detail) => format!("Done: {} ({detail}).", last.what),
-            None => format!("Done: {}.", last.what),
-        });
+        page.done = Some(done_phrase(&last.what, last.detail.as_deref()));
     }
     if query.suggest.is_some()
         && let Ok(zone) = TemperatureZone::parse(&page.sample.temperature_zone)
@@ -526,6 +534,21 @@ pub async fn detail(
         }
     }
     Ok(render(StatusCode::OK, &page))
+}
+
+/// What an action just did, in lab words ("Stored in BOX-1 A1.").
+fn done_phrase(what: &str, detail: Option<&str>) -> String {
+    match (what, detail) {
+        ("Stored", Some(place)) => format!("Stored in {place}."),
+        ("Moved", Some(d)) => match d.split_once(" → ") {
+            Some((from, to)) => format!("Moved from {from} to {to}."),
+            None => format!("Moved: {d}."),
+        },
+        ("Removed from storage" | "Checked out" | "Returned", Some(d)) => format!("{what} {d}."),
+        ("Disposed", Some(d)) => format!("Disposed of: {d}."),
+        (_, Some(d)) => format!("Done: {what} ({d})."),
+        (_, None) => format!("Done: {what}."),
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -840,6 +863,7 @@ async fn lifecycle(
             let mut page =
                 detail_page(state, id, identity.me(), Some(error.page_message()), true).await?;
             page.typed = typed;
+            page.refused = Some((action, error.page_message()));
             let mut response = render(error.status(), &page);
             error.decorate(&mut response);
             Ok(response)
